@@ -1,0 +1,50 @@
+# credtool: `make run` starts the app and its worker; `make test` runs the whole suite.
+# Both set up everything they need on a machine that has only Python.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+HOST ?= 127.0.0.1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test demo bench worker web migrate system-packages browser-packages clean help
+
+help:
+	@echo "make run    - the app on http://$(HOST):$(PORT)/ and its Celery worker (embedded defaults)"
+	@echo "make test   - the whole test suite (installs what it needs)"
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# bubblewrap isolates workflow steps; without it steps still run, with a warning.
+system-packages:
+	@command -v bwrap >/dev/null || { echo "Installing bubblewrap (sandbox for workflow steps)"; \
+	  ($(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
+	  || echo "WARNING: could not install bubblewrap; workflow steps will run with weaker isolation"; }
+
+browser-packages:
+	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+migrate: $(VENV)/.runtime
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py ensure_admin
+
+# The web server and a real Celery worker; Ctrl+C stops both.
+run: $(VENV)/.runtime system-packages migrate
+	@trap 'kill 0' EXIT; \
+	$(PY) -m celery -A credtool worker --loglevel=INFO & \
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+test: $(VENV)/.dev system-packages browser-packages
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -1,0 +1,19 @@
+from django.contrib import admin
+
+from .models import Integration, QueryRun
+
+
+@admin.register(Integration)
+class IntegrationAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "updated_at")
+    # Secrets stay out of the admin: they are edited through the integration form only.
+    exclude = ("secrets_encrypted",)
+    readonly_fields = ("revision",)
+
+
+@admin.register(QueryRun)
+class QueryRunAdmin(admin.ModelAdmin):
+    list_display = ("pk", "integration", "user", "status", "created_at", "duration_ms", "row_count")
+    list_filter = ("status",)
+    exclude = ("rows",)
+    readonly_fields = [f.name for f in QueryRun._meta.fields if f.name != "rows"]

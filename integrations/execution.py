@@ -1,0 +1,192 @@
+"""Running queries and connection checks: submitted by the web, executed by a worker.
+
+The run's state is its database row. The broker only delivers the row's id, and
+the worker claims the row with a conditional update, so a redelivered task or a
+run cancelled while queued never executes twice.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+
+from credtool import crypto
+from credtool.masking import mask_text
+
+from . import kinds
+from .credentials import with_credentials
+from .kinds.base import CancelToken, Credentials, QueryCancelled, StageError
+from .models import ConnectionCheck, Integration, QueryRun, RunStatus
+
+log = logging.getLogger(__name__)
+
+
+def submit(integration: Integration, sql: str, user: AbstractBaseUser | None) -> QueryRun:
+    from .tasks import run_query
+
+    with transaction.atomic():
+        run = QueryRun.objects.create(integration=integration, user=user, sql=sql)
+        run_query.delay_on_commit(run.pk)
+    log.info("query run %s submitted for integration %s", run.pk, integration.pk)
+    return run
+
+
+def request_cancel(run: QueryRun) -> QueryRun:
+    """Cancel a queued run at once; ask the worker to interrupt a running one."""
+    now = timezone.now()
+    cancelled_while_queued = QueryRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED, cancel_requested=True, finished_at=now, error="Cancelled before it started."
+    )
+    if not cancelled_while_queued:
+        QueryRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
+    run.refresh_from_db()
+    return run
+
+
+def execute(run_id: int) -> None:
+    """Worker side of a query run. Every outcome ends in a final status on the row."""
+    claimed = QueryRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
+    if not claimed:
+        log.info("query run %s is no longer queued; skipping", run_id)
+        return
+    run = QueryRun.objects.select_related("integration").get(pk=run_id)
+    integration = run.integration
+    token = CancelToken()
+    cancel_watcher.watch(run_id, token)
+    started = time.perf_counter()
+    outcome: dict[str, Any]
+    secrets: list[str] = []
+    try:
+        kind = integration.kind_impl
+
+        def query(creds: Credentials) -> Any:
+            secrets.extend(str(creds.values[name]) for name in kind.secret_fields() if creds.values.get(name))
+            return kind.run_query(
+                creds, run.sql,
+                max_rows=settings.QUERY_MAX_ROWS,
+                timeout_s=integration.statement_timeout_s,
+                cancel=token,
+                connect_timeout=settings.QUERY_CONNECT_TIMEOUT_S,
+            )
+
+        result = with_credentials(integration, query)
+        outcome = dict(
+            status=RunStatus.SUCCEEDED, columns=result.columns, rows=result.rows,
+            row_count=result.row_count, truncated=result.truncated,
+            status_message=result.status_message[:200],
+        )
+    except QueryCancelled:
+        outcome = dict(status=RunStatus.CANCELLED, error="Cancelled while running.")
+    except StageError as exc:
+        outcome = dict(status=RunStatus.FAILED, error_stage=exc.stage, error=mask_text(exc.message, secrets))
+    except Exception as exc:  # a bug of ours: record it, never leave the run "running"
+        log.exception("query run %s failed unexpectedly", run_id)
+        outcome = dict(status=RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}); see the worker's log.")
+    finally:
+        cancel_watcher.unwatch(run_id)
+    outcome.update(duration_ms=(time.perf_counter() - started) * 1000, finished_at=timezone.now())
+    QueryRun.objects.filter(pk=run_id, status=RunStatus.RUNNING).update(**outcome)
+    log.info("query run %s %s in %.1f ms", run_id, outcome["status"], outcome["duration_ms"])
+
+
+def submit_connection_check(
+    kind_slug: str, values: dict[str, Any], integration: Integration | None, user: AbstractBaseUser | None
+) -> ConnectionCheck:
+    """Queue a check of form values that may not be saved yet."""
+    from .tasks import check_connection
+
+    kind = kinds.get(kind_slug)
+    secret_names = set(kind.secret_fields())
+    with transaction.atomic():
+        check = ConnectionCheck.objects.create(
+            kind=kind_slug,
+            integration=integration,
+            user=user,
+            config={k: v for k, v in values.items() if k not in secret_names},
+            secrets_encrypted=crypto.encrypt_json({k: v for k, v in values.items() if k in secret_names and v}),
+        )
+        check_connection.delay_on_commit(check.pk)
+    return check
+
+
+def execute_connection_check(check_id: int) -> None:
+    claimed = ConnectionCheck.objects.filter(pk=check_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
+    if not claimed:
+        return
+    check = ConnectionCheck.objects.select_related("integration").get(pk=check_id)
+    kind = kinds.get(check.kind)
+    values = {**check.config, **crypto.decrypt_json(check.secrets_encrypted)}
+    if check.integration is not None:
+        # A blank secret in the form means "keep the stored one".
+        stored = check.integration.secrets()
+        for name in kind.secret_fields():
+            if not values.get(name) and stored.get(name):
+                values[name] = stored[name]
+    secrets = [str(values[n]) for n in kind.secret_fields() if values.get(n)]
+    try:
+        message = kind.test_connection(Credentials(None, values), connect_timeout=settings.QUERY_CONNECT_TIMEOUT_S)
+        status = RunStatus.SUCCEEDED
+    except StageError as exc:
+        message, status = mask_text(exc.message, secrets), RunStatus.FAILED
+    except Exception as exc:
+        log.exception("connection check %s failed unexpectedly", check_id)
+        message, status = f"Internal error ({type(exc).__name__}); see the worker's log.", RunStatus.FAILED
+    # The form's secrets were only needed for this one connection.
+    ConnectionCheck.objects.filter(pk=check_id).update(
+        status=status, message=message, secrets_encrypted="", finished_at=timezone.now()
+    )
+
+
+class CancelWatcher:
+    """One thread per worker process that notices cancel requests for running queries."""
+
+    interval_s = 0.25
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, CancelToken] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, run_id: int, token: CancelToken) -> None:
+        with self._lock:
+            self._tokens[run_id] = token
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
+                self._thread.start()
+
+    def unwatch(self, run_id: int) -> None:
+        with self._lock:
+            self._tokens.pop(run_id, None)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            with self._lock:
+                ids = list(self._tokens)
+            if not ids:
+                continue
+            try:
+                requested = list(
+                    QueryRun.objects.filter(pk__in=ids, cancel_requested=True).values_list("pk", flat=True)
+                )
+            except Exception:
+                log.warning("cancel watcher could not read run states", exc_info=True)
+                close_old_connections()
+                continue
+            for run_id in requested:
+                with self._lock:
+                    token = self._tokens.pop(run_id, None)
+                if token is not None:
+                    log.info("cancelling query run %s", run_id)
+                    token.cancel()
+
+
+cancel_watcher = CancelWatcher()

@@ -1,0 +1,225 @@
+"""PostgreSQL, through psycopg 3."""
+from __future__ import annotations
+
+import datetime
+import decimal
+import ipaddress
+import json
+import os
+import re
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import pq
+
+from ..connection_pool import ConnectionPool
+from . import register
+from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, QueryResult, StageError
+
+# libpq fills whatever a connection string leaves out from PG* variables,
+# ~/.pgpass and service files. A binding that rendered empty must fail, not
+# silently log in as the worker's own database user: drop the variables once,
+# and point passfile at an empty file on every connection.
+for _name in [n for n in os.environ if n.startswith("PG")]:
+    del os.environ[_name]
+
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+# What PostgreSQL says when it rejects a login (28P01 invalid_password,
+# 28000 invalid_authorization_specification). psycopg does not expose the
+# SQLSTATE of a failed connection, so the server's words are what we have.
+_AUTH_FAILURE = re.compile(
+    r"password authentication failed|no password supplied|role \".*\" does not exist"
+    r"|is not permitted to log in|pg_hba\.conf rejects|authentication failed",
+    re.IGNORECASE,
+)
+_FIRST_KEYWORD = re.compile(r"^\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*(\w+)", re.DOTALL)
+_STREAMABLE = {"select", "with", "values", "table"}
+
+
+def _reusable(conn: psycopg.Connection) -> bool:
+    return not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE
+
+
+_pool: ConnectionPool[psycopg.Connection] = ConnectionPool(is_reusable=_reusable)
+
+
+@register
+class Postgres(Kind):
+    slug = "postgres"
+    label = "PostgreSQL"
+    noop_query = "SELECT 1"
+    fields = (
+        FieldSpec("host", "Host", placeholder="db.internal.example.com",
+                  help_text="Host name or IP address of the PostgreSQL server."),
+        FieldSpec("port", "Port", type="integer", default=5432),
+        FieldSpec("database", "Database", placeholder="app"),
+        FieldSpec("username", "Username", placeholder="app_user"),
+        FieldSpec("password", "Password", required=False, secret=True),
+        FieldSpec("sslmode", "SSL mode", type="choice", default="prefer",
+                  choices=tuple((m, m) for m in SSL_MODES),
+                  help_text="libpq's sslmode: “prefer” tries TLS first; “verify-full” also checks the certificate and host name."),
+    )
+
+    def validate(self, values: dict[str, Any]) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        host = str(values.get("host", ""))
+        # A host starting with "/" is a Unix socket path to libpq, i.e. a file on the worker.
+        if host.startswith("/") or any(c in host for c in " =\\'\"\n"):
+            errors["host"] = "Enter a host name or IP address (no paths, spaces or quotes)."
+        else:
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                if not re.fullmatch(r"[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]", host or "x"):
+                    errors["host"] = "Enter a host name or IP address."
+        port = values.get("port")
+        if isinstance(port, int) and not 1 <= port <= 65535:
+            errors["port"] = "Enter a port between 1 and 65535."
+        return errors
+
+    def connect(self, creds: Credentials, *, connect_timeout: int) -> psycopg.Connection:
+        values = creds.values
+        errors = self.validate(values)
+        if errors:
+            raise StageError("connection", "; ".join(errors.values()))
+        try:
+            port = int(values.get("port") or 5432)
+        except (TypeError, ValueError):
+            raise StageError("connection", f"port {values.get('port')!r} is not a number") from None
+        for required in ("host", "database", "username"):
+            if not values.get(required):
+                raise StageError("connection", f"{self.field(required).label} is empty")
+        try:
+            return psycopg.connect(
+                host=str(values["host"]),
+                port=port,
+                dbname=str(values["database"]),
+                user=str(values["username"]),
+                password=str(values.get("password") or ""),
+                sslmode=str(values.get("sslmode") or "prefer"),
+                connect_timeout=connect_timeout,
+                passfile=os.devnull,
+                application_name="credtool",
+            )
+        except psycopg.OperationalError as exc:
+            message = _connection_message(exc)
+            raise StageError("connection", message, auth_failure=bool(_AUTH_FAILURE.search(message))) from None
+
+    def test_connection(self, creds: Credentials, *, connect_timeout: int = 5) -> str:
+        conn = self.connect(creds, connect_timeout=connect_timeout)
+        try:
+            conn.execute(self.noop_query)
+            version = conn.info.server_version
+            return (f"Connected to PostgreSQL {version // 10000}.{version % 10000} "
+                    f"as {conn.info.user} on {conn.info.dbname}")
+        except psycopg.Error as exc:
+            raise StageError("connection", _error_text(exc)) from None
+        finally:
+            conn.close()
+
+    def run_query(
+        self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
+        connect_timeout: int = 5,
+    ) -> QueryResult:
+        with _pool.connection(
+            creds.integration_id, creds.fingerprint,
+            lambda: self.connect(creds, connect_timeout=connect_timeout),
+        ) as conn:
+            cancel.on_cancel(conn.cancel_safe)
+            try:
+                if cancel.cancelled:
+                    raise QueryCancelled()
+                return _execute(conn, sql, max_rows=max_rows, timeout_s=timeout_s)
+            except pg_errors.QueryCanceled as exc:
+                if cancel.cancelled:
+                    raise QueryCancelled() from None
+                raise StageError(
+                    "query", f"{_error_text(exc)} (the statement timeout is {timeout_s} s)"
+                ) from None
+            except psycopg.OperationalError as exc:
+                raise StageError("query", f"the connection was lost: {_error_text(exc)}") from None
+            except psycopg.Error as exc:
+                raise StageError("query", _error_text(exc)) from None
+            finally:
+                cancel.on_cancel(None)
+
+    def forget(self, integration_id: int, *, keep: str | None = None) -> None:
+        _pool.forget(integration_id, keep=keep)
+
+
+def _execute(conn: psycopg.Connection, sql: str, *, max_rows: int, timeout_s: int) -> QueryResult:
+    sql = sql.strip().rstrip(";").strip()
+    with conn.transaction():
+        conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
+        match = _FIRST_KEYWORD.match(sql)
+        if match and match.group(1).lower() in _STREAMABLE:
+            # A server-side cursor reads at most max_rows + 1 rows, however big
+            # the result: memory follows the row cap, not the table.
+            try:
+                with conn.transaction():
+                    cursor = conn.cursor(name="credtool_query")
+                    cursor.execute(sql)
+            except psycopg.errors.QueryCanceled:
+                raise
+            except psycopg.Error:
+                # DECLARE refuses some statements (e.g. data-modifying WITH);
+                # run it plainly, which also reports real errors in the user's words.
+                pass
+            else:
+                with cursor:
+                    return _collect(cursor, max_rows)
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+            return _collect(cursor, max_rows)
+
+
+def _collect(cursor: psycopg.Cursor, max_rows: int) -> QueryResult:
+    if cursor.description is None:
+        # Not a row-returning statement: report what it did ("UPDATE 3").
+        return QueryResult(columns=[], rows=[], row_count=max(cursor.rowcount, 0),
+                           status_message=cursor.statusmessage or "")
+    columns = [column.name for column in cursor.description]
+    fetched = cursor.fetchmany(max_rows + 1)
+    truncated = len(fetched) > max_rows
+    rows = [[display_value(v) for v in row] for row in fetched[:max_rows]]
+    return QueryResult(columns=columns, rows=rows, row_count=len(rows), truncated=truncated,
+                       status_message=cursor.statusmessage or "")
+
+
+def display_value(value: Any) -> Any:
+    """A cell as JSON: numbers, booleans and null stay as they are, the rest become text."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (datetime.date, datetime.time, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def _error_text(exc: psycopg.Error) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def _connection_message(exc: psycopg.OperationalError) -> str:
+    # libpq repeats itself per address it tried; the last attempt is the telling one.
+    text = str(exc).strip()
+    text = re.sub(r"^connection failed: ", "", text)
+    text = re.sub(r"FATAL:\s+", "", text)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "could not connect"
+
+

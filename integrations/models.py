@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.urls import reverse
+
+from credtool import crypto
+
+from . import kinds
+
+
+class Integration(models.Model):
+    """A connection to a database. Non-secret settings are JSON; secrets are one encrypted blob."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=40)
+    config = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, default="")
+    statement_timeout_s = models.PositiveIntegerField(
+        "Statement timeout (seconds)", default=30,
+        validators=[MinValueValidator(1), MaxValueValidator(3600)],
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Bumped on every save: workers compare it to drop cached credentials and pools.
+    revision = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("integrations:detail", args=[self.pk])
+
+    @property
+    def kind_impl(self) -> kinds.Kind:
+        return kinds.get(self.kind)
+
+    @property
+    def kind_label(self) -> str:
+        try:
+            return self.kind_impl.label
+        except kinds.NotRegistered:
+            return self.kind
+
+    def secrets(self) -> dict[str, Any]:
+        return crypto.decrypt_json(self.secrets_encrypted)
+
+    def set_secrets(self, values: dict[str, Any]) -> None:
+        self.secrets_encrypted = crypto.encrypt_json(values) if values else ""
+
+    def has_secret(self, name: str) -> bool:
+        return bool(self.secrets().get(name))
+
+    def summary(self) -> str:
+        """A one-line description for lists, e.g. ``app_user@db.internal:5432/app``."""
+        c = self.config
+        if {"host", "database"} <= c.keys():
+            return f"{c.get('username', '')}@{c['host']}:{c.get('port', '')}/{c['database']}"
+        return ""
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+class QueryRun(models.Model):
+    """One query a user ran: the record, and the (capped) result to show."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    sql = models.TextField()
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    row_count = models.IntegerField(null=True, blank=True)
+    truncated = models.BooleanField(default=False)
+    columns = models.JSONField(default=list, blank=True)
+    rows = models.JSONField(default=list, blank=True)
+    status_message = models.CharField(max_length=200, blank=True, default="")
+    error_stage = models.CharField(max_length=20, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    cancel_requested = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["integration", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.integration_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def error_text(self) -> str:
+        return f"{self.error_stage.capitalize()} failed: {self.error}" if self.error_stage else self.error
+
+
+class ConnectionCheck(models.Model):
+    """A "Test connection" of form values not yet saved, run by a worker.
+
+    The worker is the only process that talks to users' databases, so the form's
+    values wait here (secrets encrypted) for it, and the row is emptied once done.
+    """
+
+    kind = models.CharField(max_length=40)
+    integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    config = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, default="")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    message = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES

@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+app_name = "integrations"
+urlpatterns = [
+    path("", views.integration_list, name="list"),
+    path("new/", views.integration_create, name="create"),
+    path("test-connection/", views.test_connection, name="test_connection"),
+    path("test-connection/<int:pk>/", views.connection_check, name="connection_check"),
+    path("<int:pk>/", views.integration_detail, name="detail"),
+    path("<int:pk>/edit/", views.integration_edit, name="edit"),
+    path("<int:pk>/delete/", views.integration_delete, name="delete"),
+    path("<int:pk>/query/", views.run_query, name="run_query"),
+    path("<int:pk>/runs/<int:run_id>/", views.query_run, name="run"),
+    path("<int:pk>/runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
+    path("<int:pk>/runs/<int:run_id>/csv/", views.run_csv, name="run_csv"),
+]

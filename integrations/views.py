@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import csv
+
+from django.conf import settings
+from django.contrib import messages
+from django.db.models import ProtectedError
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import configuration, execution, kinds
+from .forms import IntegrationForm, QueryForm
+from .models import ConnectionCheck, Integration, QueryRun
+
+
+@require_GET
+def integration_list(request: HttpRequest) -> HttpResponse:
+    integrations = Integration.objects.all()
+    return render(request, "integrations/integration_list.html", {"integrations": integrations})
+
+
+def _kind_from(request: HttpRequest, default: str | None = None) -> kinds.Kind:
+    slug = request.POST.get("kind") or request.GET.get("kind") or default or next(iter(kinds.REGISTRY))
+    try:
+        return kinds.get(slug)
+    except kinds.NotRegistered:
+        return kinds.get(next(iter(kinds.REGISTRY)))
+
+
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
+def integration_create(request: HttpRequest) -> HttpResponse:
+    kind = _kind_from(request)
+    form = IntegrationForm(request.POST or None, kind=kind)
+    if request.method == "POST" and form.is_valid():
+        integration = configuration.save(form, request.user)
+        messages.success(request, f"Integration “{integration.name}” was created.")
+        return redirect(integration)
+    if request.htmx and request.method == "GET":
+        # The Kind select re-renders only the kind's own fields.
+        return render(request, "integrations/_kind_fields.html", {"form": form})
+    return render(request, "integrations/integration_form.html", {"form": form, "integration": None})
+
+
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
+def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    integration = get_object_or_404(Integration, pk=pk)
+    form = IntegrationForm(request.POST or None, kind=integration.kind_impl, instance=integration)
+    if request.method == "POST" and form.is_valid():
+        configuration.save(form, request.user)
+        messages.success(request, f"Integration “{integration.name}” was saved.")
+        return redirect(integration)
+    return render(request, "integrations/integration_form.html", {"form": form, "integration": integration})
+
+
+@require_http_methods(["GET", "POST"])
+def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    integration = get_object_or_404(Integration, pk=pk)
+    if request.method == "POST":
+        name = integration.name
+        try:
+            integration.delete()
+        except ProtectedError:
+            messages.error(request, f"“{name}” is still in use and was not deleted.")
+            return redirect(integration)
+        messages.success(request, f"Integration “{name}” was deleted.")
+        return redirect("integrations:list")
+    return render(request, "integrations/integration_confirm_delete.html", {"integration": integration})
+
+
+@sensitive_post_parameters("password")
+@require_POST
+def test_connection(request: HttpRequest) -> HttpResponse:
+    pk = request.POST.get("integration")
+    integration = get_object_or_404(Integration, pk=pk) if pk else None
+    kind = integration.kind_impl if integration else _kind_from(request)
+    form = IntegrationForm(request.POST, kind=kind, instance=integration)
+    form.is_valid()
+    field_errors = [
+        f"{form[name].label}: {' '.join(form.errors[name])}" for name in form.kind_field_names() if name in form.errors
+    ]
+    if field_errors:
+        return render(request, "integrations/_test_connection_result.html", {"field_errors": field_errors})
+    check = execution.submit_connection_check(kind.slug, form.values(), integration, request.user)
+    return render(request, "integrations/_test_connection_result.html", {"check": check})
+
+
+@require_GET
+def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
+    check = get_object_or_404(ConnectionCheck, pk=pk, user=request.user)
+    return render(request, "integrations/_test_connection_result.html", {"check": check})
+
+
+@require_GET
+def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    integration = get_object_or_404(Integration, pk=pk)
+    return render(request, "integrations/integration_detail.html", _detail_context(integration, QueryForm()))
+
+
+def _detail_context(integration: Integration, form: QueryForm, run: QueryRun | None = None) -> dict:
+    recent = integration.runs.select_related("user").defer("rows", "columns")[: settings.QUERY_RECENT_RUNS]
+    return {"integration": integration, "form": form, "run": run, "recent_runs": recent}
+
+
+@require_POST
+def run_query(request: HttpRequest, pk: int) -> HttpResponse:
+    integration = get_object_or_404(Integration, pk=pk)
+    form = QueryForm(request.POST)
+    if not form.is_valid():
+        if request.htmx:
+            return render(request, "integrations/_query_form_errors.html", {"form": form})
+        return render(request, "integrations/integration_detail.html", _detail_context(integration, form))
+    run = execution.submit(integration, form.cleaned_data["sql"], request.user)
+    if request.htmx:
+        return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
+    return redirect("integrations:run", pk=integration.pk, run_id=run.pk)
+
+
+@require_GET
+def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
+    run = get_object_or_404(QueryRun.objects.select_related("integration", "user"), pk=run_id, integration_id=pk)
+    if request.htmx:
+        response = render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
+        if run.is_final:
+            response["HX-Trigger"] = "run-finished"  # the recent runs list refreshes itself
+        return response
+    form = QueryForm(initial={"sql": run.sql})
+    return render(request, "integrations/integration_detail.html", _detail_context(run.integration, form, run))
+
+
+@require_POST
+def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
+    run = get_object_or_404(QueryRun.objects.select_related("integration"), pk=run_id, integration_id=pk)
+    run = execution.request_cancel(run)
+    if request.htmx:
+        return render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
+    return redirect("integrations:run", pk=pk, run_id=run.pk)
+
+
+@require_GET
+def run_csv(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
+    run = get_object_or_404(QueryRun, pk=run_id, integration_id=pk)
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+
+    def lines():
+        yield "\ufeff"  # so that spreadsheet programs read the file as UTF-8
+        yield writer.writerow(run.columns)
+        for row in run.rows:
+            yield writer.writerow(["" if v is None else _csv_safe(v) for v in row])
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slugify(run.integration.name) or "query"}-run-{run.pk}.csv"'
+    return response
+
+
+def _csv_safe(value: object) -> object:
+    # A cell starting with = + - @ runs as a formula in spreadsheet programs.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+

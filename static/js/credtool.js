@@ -1,0 +1,62 @@
+// credtool's few behaviours that HTML and htmx do not cover. No inline scripts:
+// the Content-Security-Policy allows only files from our own origin.
+(function () {
+  "use strict";
+
+  // Ctrl+Enter (Cmd+Enter on a Mac) in a query or code box submits its form.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+    var box = event.target.closest("[data-run-shortcut]");
+    if (!box || !box.form) return;
+    event.preventDefault();
+    var button = box.form.querySelector("button[type=submit], button:not([type])");
+    box.form.requestSubmit(button || undefined);
+  });
+
+  // Tab inserts four spaces in code boxes instead of leaving the field.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Tab" || event.shiftKey || event.ctrlKey || event.altKey || event.metaKey) return;
+    var box = event.target;
+    if (!box.matches || !box.matches("textarea.code")) return;
+    event.preventDefault();
+    var start = box.selectionStart, end = box.selectionEnd;
+    box.setRangeText("    ", start, end, "end");
+  });
+
+  // Elapsed time of running things, ticking between server polls.
+  function formatElapsed(ms) {
+    var s = ms / 1000;
+    if (s < 60) return s.toFixed(1) + " s";
+    return Math.floor(s / 60) + " min " + Math.floor(s % 60) + " s";
+  }
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-elapsed-since]").forEach(function (el) {
+      var since = parseInt(el.getAttribute("data-elapsed-since"), 10);
+      if (!isNaN(since)) el.textContent = formatElapsed(Math.max(0, now - since));
+    });
+  }
+  setInterval(tick, 100);
+  document.addEventListener("htmx:afterSwap", tick);
+
+  // A failed request (server down, 500) must not leave a spinner turning forever.
+  document.addEventListener("htmx:responseError", function (event) {
+    showRequestError("The server answered " + event.detail.xhr.status + ". Try again.", event);
+  });
+  document.addEventListener("htmx:sendError", function (event) {
+    showRequestError("The server could not be reached. Check your connection and try again.", event);
+  });
+  function showRequestError(text, event) {
+    var target = event.detail.target;
+    if (target && target.removeAttribute) target.removeAttribute("hx-trigger");
+    var box = document.getElementById("request-error");
+    if (!box) {
+      box = document.createElement("div");
+      box.id = "request-error";
+      box.className = "alert alert-error toast";
+      box.setAttribute("role", "alert");
+      document.body.appendChild(box);
+    }
+    box.textContent = text;
+  }
+})();

@@ -1,0 +1,247 @@
+"""Fixtures whose resources are real processes: PostgreSQL, a Celery worker, Chromium."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+import pytest
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--disable-quic",
+]
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A superuser URL: TEST_POSTGRES_URL when set, else a throwaway server."""
+    url = os.environ.get("TEST_POSTGRES_URL")
+    if url:
+        yield url
+        return
+    from credtool import localpg
+
+    server = localpg.start()
+    yield server.url
+    server.stop()
+
+
+@dataclass
+class TargetDatabase:
+    """The database our tests point integrations at, and its superuser for setting it up."""
+
+    host: str
+    port: int
+    database: str
+    username: str
+    password: str
+    superuser_url: str
+
+    def form_values(self, **overrides: object) -> dict[str, object]:
+        values = {"host": self.host, "port": self.port, "database": self.database,
+                  "username": self.username, "password": self.password, "sslmode": "prefer"}
+        values.update(overrides)
+        return values
+
+    def admin(self) -> psycopg.Connection:
+        """A superuser connection to the target database (autocommit)."""
+        return psycopg.connect(self.superuser_url, dbname=self.database, autocommit=True)
+
+    def set_password(self, password: str) -> None:
+        with psycopg.connect(self.superuser_url, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {self.username} PASSWORD %s".replace("%s", _quote(password)))
+        self.password = password
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@pytest.fixture(scope="session")
+def target_db(postgres_server_url: str) -> TargetDatabase:
+    info = psycopg.conninfo.conninfo_to_dict(postgres_server_url)
+    password = "pw-" + secrets.token_hex(8)
+    name = "credtool_target"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute("DROP ROLE IF EXISTS app_user")
+        conn.execute(f"CREATE ROLE app_user LOGIN PASSWORD {_quote(password)}")
+        conn.execute(f"CREATE DATABASE {name} OWNER app_user")
+    target = TargetDatabase(
+        host=str(info.get("host") or "127.0.0.1"), port=int(info.get("port") or 5432), database=name,
+        username="app_user", password=password, superuser_url=postgres_server_url,
+    )
+    with target.admin() as conn:
+        conn.execute("SET ROLE app_user")
+        conn.execute(
+            """
+            CREATE TABLE customers (
+                id serial PRIMARY KEY, name text NOT NULL, email text, balance numeric(12, 2),
+                signed_up date, notes text
+            );
+            INSERT INTO customers (name, email, balance, signed_up, notes) VALUES
+                ('Ada Lovelace', 'ada@example.com', 120.50, '2024-01-15', NULL),
+                ('Grace Hopper', 'grace@example.com', 99.00, '2024-02-01', '<script>alert(1)</script>'),
+                ('Alan Turing', 'alan@example.com', 0, '2024-03-10', 'tab	and "quotes"');
+            """
+        )
+    return target
+
+
+# --- The Celery worker -----------------------------------------------------------
+
+def _test_database_url() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{s['NAME']}"
+    from urllib.parse import quote
+
+    auth = quote(s["USER"] or "", safe="") + (":" + quote(s["PASSWORD"], safe="") if s["PASSWORD"] else "")
+    return f"postgresql://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concurrency: int = 4) -> Worker:
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO", **(extra_env or {})}
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "credtool", "worker", "--loglevel=INFO",
+         f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat",
+         "-n", f"test-{os.getpid()}-{secrets.token_hex(3)}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    worker = Worker(process, log_path)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited at start:\n{worker.log()[-3000:]}")
+        if " ready." in worker.log():
+            return worker
+        time.sleep(0.1)
+    stop_worker(worker)
+    raise RuntimeError(f"the Celery worker was not ready within 60 s:\n{worker.log()[-3000:]}")
+
+
+def stop_worker(worker: Worker) -> None:
+    if worker.process.poll() is None:
+        worker.process.terminate()
+        try:
+            worker.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worker]:
+    """A real worker process on the configured broker, seeing the test database."""
+    broker_dir = Path(settings.VAR_DIR) / "broker" / "queue"
+    if settings.CELERY_BROKER_URL.startswith("filesystem://") and broker_dir.exists():
+        shutil.rmtree(broker_dir)  # leftovers of an aborted run must not execute now
+        broker_dir.mkdir(parents=True)
+    worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    yield worker
+    stop_worker(worker)
+
+
+def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")
+
+
+def wait_for_final(model, pk: int, timeout: float = 30):
+    from integrations.models import FINAL_STATUSES
+
+    def final():
+        obj = model.objects.get(pk=pk)
+        return obj if obj.status in FINAL_STATUSES else None
+
+    return wait_for(final, timeout, message=f"{model.__name__} {pk} to finish")
+
+
+# --- Users and the browser -------------------------------------------------------
+
+USER_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", USER_PASSWORD)
+
+
+@pytest.fixture
+def logged_in_client(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.fail("Debian's chromium is not installed: run `make test`, which installs it")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def page(browser, live_server, request):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1366, "height": 900})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    yield page
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        # What the user saw when the test failed: test-artifacts/<test>.png
+        artifacts = ROOT / "test-artifacts"
+        artifacts.mkdir(exist_ok=True)
+        page.screenshot(path=str(artifacts / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture
+def logged_in_page(page, user):
+    page.goto("/accounts/login/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill(USER_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/integrations/")
+    return page

@@ -1,0 +1,173 @@
+"""Queries and connection checks executed by a real Celery worker against a real PostgreSQL."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from integrations.models import ConnectionCheck, Integration, QueryRun
+from tests.conftest import wait_for, wait_for_final
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+
+@pytest.fixture
+def integration(target_db, user):
+    integration = Integration(name="Target", kind="postgres", created_by=user, statement_timeout_s=30)
+    values = target_db.form_values()
+    integration.config = {k: v for k, v in values.items() if k != "password"}
+    integration.set_secrets({"password": values["password"]})
+    integration.save()
+    return integration
+
+
+def run(client, integration, sql, timeout=30) -> QueryRun:
+    response = client.post(f"/integrations/{integration.pk}/query/", {"sql": sql}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    run = QueryRun.objects.latest("pk")
+    return wait_for_final(QueryRun, run.pk, timeout)
+
+
+def test_query_result_is_a_table_with_column_names_and_row_count(logged_in_client, integration):
+    finished = run(logged_in_client, integration, "select id, name, email from customers order by id")
+    assert finished.status == "succeeded"
+    assert finished.columns == ["id", "name", "email"]
+    assert finished.row_count == 3 and not finished.truncated
+    page = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/", HTTP_HX_REQUEST="true")
+    html = page.content.decode()
+    assert "<th>name</th>" in html and "Ada Lovelace" in html and "3 rows" in html
+    assert page["HX-Trigger"] == "run-finished"
+
+
+def test_cells_are_html_escaped(logged_in_client, integration):
+    finished = run(logged_in_client, integration, "select notes from customers where id = 2")
+    html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_sql_error_shows_the_database_message(logged_in_client, integration):
+    finished = run(logged_in_client, integration, "selec 1")
+    assert finished.status == "failed" and finished.error_stage == "query"
+    assert 'syntax error at or near "selec"' in finished.error
+    html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
+    assert "syntax error at or near &quot;selec&quot;" in html
+
+
+def test_statement_timeout_stops_a_long_query(logged_in_client, integration):
+    integration.statement_timeout_s = 1
+    integration.save()
+    started = time.monotonic()
+    finished = run(logged_in_client, integration, "select pg_sleep(20)")
+    assert time.monotonic() - started < 10
+    assert finished.status == "failed"
+    assert "statement timeout" in finished.error and "1 s" in finished.error
+
+
+def test_huge_result_is_cut_at_the_row_cap(logged_in_client, integration):
+    finished = run(logged_in_client, integration, "select g, md5(g::text) from generate_series(1, 200000) g")
+    assert finished.status == "succeeded"
+    assert finished.row_count == 1000 and finished.truncated and len(finished.rows) == 1000
+    html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
+    assert "The result was cut at 1000 rows" in html
+
+
+def test_statements_without_rows_report_what_they_did(logged_in_client, integration):
+    finished = run(logged_in_client, integration, "update customers set balance = balance where id < 3")
+    assert finished.status == "succeeded" and finished.status_message == "UPDATE 2"
+
+
+def test_cancel_stops_a_running_query_on_the_server(logged_in_client, integration, target_db):
+    logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select pg_sleep(60)"})
+    query = QueryRun.objects.latest("pk")
+    wait_for(lambda: QueryRun.objects.get(pk=query.pk).status == "running", message="the run to start")
+
+    def sleeping_backends() -> int:
+        with target_db.admin() as conn:
+            return conn.execute(
+                "select count(*) from pg_stat_activity where application_name = 'credtool' and state = 'active'"
+            ).fetchone()[0]
+
+    wait_for(sleeping_backends, message="the query to reach the server")
+    response = logged_in_client.post(
+        f"/integrations/{integration.pk}/runs/{query.pk}/cancel/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    finished = wait_for_final(QueryRun, query.pk, timeout=10)
+    assert finished.status == "cancelled"
+    assert sleeping_backends() == 0
+
+
+def test_every_run_is_recorded_and_listed(logged_in_client, integration, user):
+    finished = run(logged_in_client, integration, "select 42 as answer")
+    assert finished.user == user and finished.sql == "select 42 as answer"
+    assert finished.duration_ms is not None and finished.started_at and finished.finished_at
+    html = logged_in_client.get(f"/integrations/{integration.pk}/").content.decode()
+    assert "Recent runs" in html and "select 42 as answer" in html
+
+
+def test_csv_download_has_header_and_rows(logged_in_client, integration):
+    finished = run(logged_in_client, integration, "select id, notes from customers order by id")
+    response = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/csv/")
+    body = b"".join(response.streaming_content).decode("utf-8-sig")
+    lines = body.splitlines()
+    assert response["Content-Type"].startswith("text/csv")
+    assert lines[0] == "id,notes" and lines[1] == "1," and lines[3] == '3,"tab\tand ""quotes"""'
+
+
+def test_wrong_password_shows_the_servers_message(logged_in_client, integration):
+    integration.set_secrets({"password": "not-the-password"})
+    integration.save()
+    finished = run(logged_in_client, integration, "select 1")
+    assert finished.status == "failed" and finished.error_stage == "connection"
+    assert 'password authentication failed for user "app_user"' in finished.error
+    assert "not-the-password" not in finished.error
+
+
+def check(client, **values) -> ConnectionCheck:
+    data = {"kind": "postgres", "name": "", "statement_timeout_s": "30", **values}
+    response = client.post("/integrations/test-connection/", data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    return wait_for_final(ConnectionCheck, ConnectionCheck.objects.latest("pk").pk, timeout=20)
+
+
+def test_test_connection_checks_unsaved_values(logged_in_client, target_db):
+    done = check(logged_in_client, **target_db.form_values())
+    assert done.status == "succeeded" and done.message.startswith("Connected to PostgreSQL")
+    assert done.secrets_encrypted == ""  # the typed password is not kept
+    assert Integration.objects.count() == 0
+
+
+def test_test_connection_reports_a_wrong_password(logged_in_client, target_db):
+    done = check(logged_in_client, **target_db.form_values(password="wrong"))
+    assert done.status == "failed"
+    assert 'password authentication failed for user "app_user"' in done.message
+
+
+def test_test_connection_with_blank_password_uses_the_stored_one(logged_in_client, integration, target_db):
+    done = check(logged_in_client, integration=str(integration.pk), **target_db.form_values(password=""))
+    assert done.status == "succeeded"
+
+
+def test_unreachable_host_fails_within_seconds(logged_in_client, target_db):
+    # A listener that accepts and never answers: libpq waits for the server's reply.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(silent.accept()), daemon=True).start()
+    started = time.monotonic()
+    done = check(logged_in_client, **target_db.form_values(port=silent.getsockname()[1]))
+    assert time.monotonic() - started < 15
+    assert done.status == "failed" and "timeout" in done.message.lower()
+    silent.close()
+
+
+def test_closed_port_fails_with_connection_refused(logged_in_client, target_db):
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    done = check(logged_in_client, **target_db.form_values(port=port))
+    assert done.status == "failed" and "refused" in done.message.lower()
