@@ -28,6 +28,9 @@ system-packages:
 	@command -v bwrap >/dev/null || { echo "Installing bubblewrap (sandbox for workflow steps)"; \
 	  ($(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap) \
 	  || echo "WARNING: could not install bubblewrap; workflow steps will run with weaker isolation"; }
+	@# As root, steps drop to this unprivileged user; created once, owns nothing.
+	@[ "$$(id -u)" != 0 ] || id credtool-sandbox >/dev/null 2>&1 || \
+	  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin credtool-sandbox
 
 browser-packages:
 	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the browser tests"; \

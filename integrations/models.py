@@ -23,6 +23,16 @@ class Integration(models.Model):
         "Statement timeout (seconds)", default=30,
         validators=[MinValueValidator(1), MaxValueValidator(3600)],
     )
+    # Fetched credentials: the fields hold {{workflow.response...}} bindings that a
+    # worker renders from the workflow's response before connecting.
+    fetch_credentials = models.BooleanField("Fetch credentials dynamically", default=False)
+    credentials_workflow = models.ForeignKey(
+        "workflows.Workflow", verbose_name="Workflow", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="integrations",
+    )
+    credentials_cache_s = models.PositiveIntegerField(
+        "Cache credentials for (seconds)", default=300, validators=[MaxValueValidator(86400)],
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

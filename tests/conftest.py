@@ -161,7 +161,9 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Itera
     if settings.CELERY_BROKER_URL.startswith("filesystem://") and broker_dir.exists():
         shutil.rmtree(broker_dir)  # leftovers of an aborted run must not execute now
         broker_dir.mkdir(parents=True)
-    worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log")
+    worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log",
+                          {"CREDTOOL_APP_ENV_GREETING": "hello from the worker",
+                           "CREDTOOL_APP_ENV_DB_PASSWORD": "hunter2-very-secret"})
     yield worker
     stop_worker(worker)
 

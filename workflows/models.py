@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.urls import reverse
+
+# Workflow and step names are referenced from code (`first.output`) and from
+# bindings (`{{getSecrets.response.host}}`), so they must be identifiers.
+identifier = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*\Z",
+    "Use letters, digits and underscores, not starting with a digit (it is used in code and bindings).",
+)
+RESERVED_STEP_NAMES = frozenset({"Env", "params", "print", "json", "True", "False", "None"})
+
+
+class Workflow(models.Model):
+    name = models.CharField(max_length=64, unique=True, validators=[identifier])
+    description = models.CharField(max_length=300, blank=True, default="")
+    # [{"name": "region", "default": "us-east-1"}, ...]: readable as params.<name>
+    parameters = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Bumped on every save: cached credentials fetched with an older revision are dropped.
+    revision = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("workflows:detail", args=[self.pk])
+
+    def default_params(self) -> dict[str, str]:
+        return {p["name"]: p.get("default", "") for p in self.parameters}
+
+
+class Step(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField()
+    name = models.CharField("Step name", max_length=64, validators=[identifier])
+    code = models.TextField("Code")
+    timeout_s = models.PositiveIntegerField(
+        "Timeout (seconds)", default=30, validators=[MinValueValidator(1), MaxValueValidator(600)]
+    )
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "name"], name="unique_step_name_per_workflow"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow.name}.{self.name}"
+
+
+class RunStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Done"
+    FAILED = "failed", "Failed"
+    TIMED_OUT = "timed_out", "Timed out"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED)
+
+
+class WorkflowRun(models.Model):
+    """A run of a workflow. Everything stored here is masked: no secret value is ever saved."""
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # Why it ran: "manual", "preview" (from an integration form), or "credentials" (before a query).
+    trigger = models.CharField(max_length=20, default="manual")
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    error_step = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["workflow", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.workflow_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class StepRun(models.Model):
+    run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, related_name="step_runs")
+    position = models.PositiveIntegerField()
+    step_name = models.CharField(max_length=64)
+    status = models.CharField(max_length=20, choices=RunStatus.choices)
+    duration_ms = models.FloatField(null=True, blank=True)
+    output = models.JSONField(null=True, blank=True)
+    stdout = models.TextField(blank=True, default="")
+    stderr = models.TextField(blank=True, default="")
+    error_type = models.CharField(max_length=200, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    error_line = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]

@@ -5,4 +5,11 @@ from . import views
 app_name = "workflows"
 urlpatterns = [
     path("", views.workflow_list, name="list"),
+    path("new/", views.workflow_create, name="create"),
+    path("editor/steps/", views.edit_steps, name="edit_steps"),
+    path("<int:pk>/", views.workflow_detail, name="detail"),
+    path("<int:pk>/edit/", views.workflow_edit, name="edit"),
+    path("<int:pk>/delete/", views.workflow_delete, name="delete"),
+    path("<int:pk>/run/", views.run_workflow, name="run"),
+    path("<int:pk>/runs/<int:run_id>/", views.workflow_run, name="run_detail"),
 ]

@@ -1,10 +1,103 @@
 from __future__ import annotations
 
+from django.contrib import messages
+from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import editing, runner
+from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, StepFormSet, WorkflowForm, posted_rows,
+                    rearrange, step_initial)
+from .models import Workflow, WorkflowRun
+
+STEP_FIELDS = ("name", "code", "timeout_s")
 
 
 @require_GET
 def workflow_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "workflows/workflow_list.html", {"workflows": []})
+    workflows = Workflow.objects.prefetch_related("steps")
+    return render(request, "workflows/workflow_list.html", {"workflows": workflows})
+
+
+def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
+    if request.method == "POST":
+        form = WorkflowForm(request.POST, instance=workflow)
+        steps = StepFormSet(request.POST, prefix=STEP_PREFIX)
+        params = ParameterFormSet(request.POST, prefix=PARAM_PREFIX)
+        if form.is_valid() & steps.is_valid() & params.is_valid():  # & so every form shows its errors
+            saved = editing.save(form, steps, params, request.user)
+            messages.success(request, f"Workflow “{saved.name}” was {'saved' if workflow else 'created'}.")
+            return redirect(saved)
+    else:
+        form = WorkflowForm(instance=workflow)
+        steps = StepFormSet(prefix=STEP_PREFIX, initial=step_initial(workflow))
+        params = ParameterFormSet(prefix=PARAM_PREFIX, initial=workflow.parameters if workflow else [])
+    return render(request, "workflows/workflow_form.html",
+                  {"form": form, "steps": steps, "params": params, "workflow": workflow})
+
+
+@require_http_methods(["GET", "POST"])
+def workflow_create(request: HttpRequest) -> HttpResponse:
+    return _editor(request, None)
+
+
+@require_http_methods(["GET", "POST"])
+def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    return _editor(request, get_object_or_404(Workflow, pk=pk))
+
+
+@require_POST
+def edit_steps(request: HttpRequest) -> HttpResponse:
+    """Add, remove or move a step in the editor; returns the steps, keeping what was typed."""
+    rows = rearrange(posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS), request.POST.get("action", ""))
+    steps = StepFormSet(prefix=STEP_PREFIX, initial=rows)
+    return render(request, "workflows/_steps.html", {"steps": steps})
+
+
+@require_http_methods(["GET", "POST"])
+def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    workflow = get_object_or_404(Workflow, pk=pk)
+    if request.method == "POST":
+        name = workflow.name
+        try:
+            workflow.delete()
+        except ProtectedError as exc:
+            users = ", ".join(sorted(str(obj) for obj in exc.protected_objects))
+            messages.error(request, f"“{name}” fetches credentials for {users}; change those integrations first.")
+            return redirect(workflow)
+        messages.success(request, f"Workflow “{name}” was deleted.")
+        return redirect("workflows:list")
+    return render(request, "workflows/workflow_confirm_delete.html", {"workflow": workflow})
+
+
+@require_GET
+def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    workflow = get_object_or_404(Workflow.objects.prefetch_related("steps"), pk=pk)
+    return render(request, "workflows/workflow_detail.html", _detail_context(workflow))
+
+
+def _detail_context(workflow: Workflow, run: WorkflowRun | None = None) -> dict:
+    recent = workflow.runs.select_related("user").defer("output")[:15]
+    return {"workflow": workflow, "run": run, "recent_runs": recent}
+
+
+@require_POST
+def run_workflow(request: HttpRequest, pk: int) -> HttpResponse:
+    workflow = get_object_or_404(Workflow, pk=pk)
+    params = {p["name"]: request.POST.get(f"param-{p['name']}", p.get("default", "")) for p in workflow.parameters}
+    run = runner.submit(workflow, request.user, params=params)
+    if request.htmx:
+        return render(request, "workflows/_workflow_run.html", {"run": run})
+    return redirect("workflows:run_detail", pk=workflow.pk, run_id=run.pk)
+
+
+@require_GET
+def workflow_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
+    run = get_object_or_404(WorkflowRun.objects.select_related("workflow", "user"), pk=run_id, workflow_id=pk)
+    if request.htmx:
+        response = render(request, "workflows/_workflow_run.html", {"run": run})
+        if run.is_final:
+            response["HX-Trigger"] = "run-finished"
+        return response
+    return render(request, "workflows/workflow_detail.html", _detail_context(run.workflow, run))

@@ -1,0 +1,131 @@
+"""The workflow editor: the workflow's own fields, its steps and its parameters."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from .models import RESERVED_STEP_NAMES, Workflow, identifier
+from .step_code import check_syntax
+
+STEP_PREFIX = "steps"
+PARAM_PREFIX = "params"
+
+
+class WorkflowForm(forms.ModelForm):
+    class Meta:
+        model = Workflow
+        fields = ["name", "description"]
+        help_texts = {
+            "name": "Referenced in bindings as {{name.response…}}: letters, digits and underscores.",
+        }
+        widgets = {"name": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, label_suffix="", **kwargs)
+
+
+class StepForm(forms.Form):
+    name = forms.CharField(label="Step name", max_length=64, validators=[identifier],
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    code = forms.CharField(
+        label="Code", strip=False, max_length=100_000,
+        widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false", "data-run-shortcut": ""}),
+        help_text="A Python function body: <code>return</code> gives the step's output. "
+                  "<code>Env.name</code> reads CREDTOOL_APP_ENV_NAME on the worker; earlier steps are "
+                  "<code>stepname.output</code>; parameters are <code>params.name</code>.",
+    )
+    timeout_s = forms.IntegerField(label="Timeout (seconds)", initial=30, min_value=1, max_value=600)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, label_suffix="", **kwargs)
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if name in RESERVED_STEP_NAMES:
+            raise forms.ValidationError(f"“{name}” is reserved; choose another step name.")
+        return name
+
+    def clean_code(self) -> str:
+        code = self.cleaned_data["code"]
+        problem = check_syntax(code)
+        if problem:
+            raise forms.ValidationError(problem)
+        return code
+
+
+class BaseStepFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        names = [f.cleaned_data.get("name") for f in self.forms if f.cleaned_data]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise forms.ValidationError(f"Step names must be unique: {', '.join(duplicates)}.")
+        if not names:
+            raise forms.ValidationError("Add at least one step.")
+
+
+StepFormSet = forms.formset_factory(StepForm, formset=BaseStepFormSet, extra=0, min_num=0)
+
+
+class ParameterForm(forms.Form):
+    name = forms.CharField(label="Parameter", max_length=64, validators=[identifier])
+    default = forms.CharField(label="Default", max_length=1000, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, label_suffix="", **kwargs)
+
+
+class BaseParameterFormSet(forms.BaseFormSet):
+    def clean(self) -> None:
+        if any(self.errors):
+            return
+        names = [f.cleaned_data.get("name") for f in self.forms if f.cleaned_data]
+        if len(names) != len(set(names)):
+            raise forms.ValidationError("Parameter names must be unique.")
+
+
+ParameterFormSet = forms.formset_factory(ParameterForm, formset=BaseParameterFormSet, extra=0)
+
+
+def step_initial(workflow: Workflow | None) -> list[dict[str, Any]]:
+    if workflow is None:
+        return [{"name": "step1", "code": "return {\"hello\": \"world\"}\n", "timeout_s": 30}]
+    return [{"name": s.name, "code": s.code, "timeout_s": s.timeout_s} for s in workflow.steps.all()]
+
+
+def posted_rows(data: Any, prefix: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
+    """The rows of a formset as posted, in order, whether or not they are valid."""
+    try:
+        total = min(int(data.get(f"{prefix}-TOTAL_FORMS", 0)), 100)
+    except ValueError:
+        total = 0
+    return [{f: data.get(f"{prefix}-{i}-{f}", "") for f in fields} for i in range(total)]
+
+
+def rearrange(rows: list[dict[str, str]], action: str) -> list[dict[str, str]]:
+    """Apply an editor action ("add", "remove-2", "up-1", "down-0") to the posted rows."""
+    rows = list(rows)
+    verb, _, index_text = action.partition("-")
+    if verb == "add":
+        taken = {r.get("name") for r in rows}
+        n = len(rows) + 1
+        while f"step{n}" in taken:
+            n += 1
+        rows.append({"name": f"step{n}", "code": "return None\n", "timeout_s": "30"})
+        return rows
+    try:
+        index = int(index_text)
+    except ValueError:
+        return rows
+    if not 0 <= index < len(rows):
+        return rows
+    if verb == "remove":
+        rows.pop(index)
+    elif verb == "up" and index > 0:
+        rows[index - 1], rows[index] = rows[index], rows[index - 1]
+    elif verb == "down" and index < len(rows) - 1:
+        rows[index + 1], rows[index] = rows[index], rows[index + 1]
+    return rows
+

@@ -1,0 +1,165 @@
+"""Runs a workflow's steps in order, each in the sandbox, and records the run masked.
+
+The unmasked outcome exists only in the memory of the process that ran it (a
+worker): integrations use it to fill credentials; every stored or shown copy
+goes through ``credtool.masking``.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from credtool.masking import mask_secrets, mask_text, secret_values
+
+from . import sandbox
+from .models import RunStatus, StepRun, Workflow, WorkflowRun
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepOutcome:
+    name: str
+    status: str
+    output: Any = None
+    stdout: str = ""
+    stderr: str = ""
+    duration_ms: float = 0.0
+    error_type: str = ""
+    error_message: str = ""
+    error_line: int | None = None
+
+
+@dataclass
+class WorkflowOutcome:
+    status: str
+    steps: list[StepOutcome] = field(default_factory=list)
+    error: str = ""
+    error_step: str = ""
+    duration_ms: float = 0.0
+
+    @property
+    def response(self) -> Any:
+        """The last step's output: what ``{{<workflow>.response}}`` refers to."""
+        return self.steps[-1].output if self.steps and self.status == RunStatus.SUCCEEDED else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == RunStatus.SUCCEEDED
+
+    def __repr__(self) -> str:  # outputs may hold secrets; never print them
+        return f"WorkflowOutcome(status={self.status!r}, steps={len(self.steps)}, error_step={self.error_step!r})"
+
+
+def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env: dict[str, str]) -> WorkflowOutcome:
+    """Run ``(name, code, timeout_s)`` steps in order; stop at the first failure."""
+    started = time.perf_counter()
+    outputs: dict[str, Any] = {}
+    outcome = WorkflowOutcome(status=RunStatus.SUCCEEDED)
+    for name, code, timeout_s in steps:
+        result = sandbox.run_step(
+            code, step_name=name, steps=dict(outputs), params=params, env=env,
+            limits=sandbox.StepLimits(timeout_s=timeout_s),
+        )
+        step = StepOutcome(
+            name=name, status=RunStatus.SUCCEEDED, output=result.output, stdout=result.stdout,
+            stderr=result.stderr, duration_ms=result.duration_ms,
+        )
+        outcome.steps.append(step)
+        if not result.ok:
+            step.status = RunStatus.TIMED_OUT if result.timed_out else RunStatus.FAILED
+            step.output = None
+            if result.error is not None:
+                step.error_type, step.error_message, step.error_line = (
+                    result.error.type, result.error.message, result.error.line)
+            outcome.status = step.status
+            outcome.error_step = name
+            where = f" (line {step.error_line})" if step.error_line else ""
+            outcome.error = f"step {name}{where}: {step.error_type + ': ' if step.error_type else ''}{step.error_message}"
+            break
+        outputs[name] = result.output
+    outcome.duration_ms = (time.perf_counter() - started) * 1000
+    return outcome
+
+
+def worker_env() -> dict[str, str]:
+    """The ``CREDTOOL_APP_ENV_*`` values of this worker: what steps read as ``Env``."""
+    return sandbox.app_env_from(os.environ)
+
+
+def steps_of(workflow: Workflow) -> list[tuple[str, str, int]]:
+    return [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()]
+
+
+def run_workflow(workflow: Workflow, *, params: dict[str, Any] | None = None) -> WorkflowOutcome:
+    merged = {**workflow.default_params(), **(params or {})}
+    return run_steps(steps_of(workflow), params=merged, env=worker_env())
+
+
+def record(run_id: int, outcome: WorkflowOutcome, env: dict[str, str]) -> None:
+    """Store the outcome of run ``run_id``, masked."""
+    hidden = [v for v in env.values() if v]
+    for step in outcome.steps:
+        hidden.extend(secret_values(step.output))
+
+    def clean(text: str) -> str:
+        return mask_text(text, hidden)
+
+    with transaction.atomic():
+        StepRun.objects.bulk_create([
+            StepRun(
+                run_id=run_id, position=i, step_name=s.name, status=s.status, duration_ms=s.duration_ms,
+                output=mask_secrets(s.output), stdout=clean(s.stdout), stderr=clean(s.stderr),
+                error_type=s.error_type, error_message=clean(s.error_message), error_line=s.error_line,
+            )
+            for i, s in enumerate(outcome.steps)
+        ])
+        WorkflowRun.objects.filter(pk=run_id).update(
+            status=outcome.status, output=mask_secrets(outcome.response), error=clean(outcome.error),
+            error_step=outcome.error_step, duration_ms=outcome.duration_ms, finished_at=timezone.now(),
+        )
+
+
+def submit(workflow: Workflow, user: AbstractBaseUser | None, *, params: dict[str, Any] | None = None,
+           trigger: str = "manual") -> WorkflowRun:
+    from .tasks import run_workflow as run_workflow_task
+
+    with transaction.atomic():
+        run = WorkflowRun.objects.create(workflow=workflow, user=user, params=params or {}, trigger=trigger)
+        run_workflow_task.delay_on_commit(run.pk)
+    return run
+
+
+def execute(run_id: int) -> WorkflowOutcome | None:
+    """Worker side of a submitted run; returns the unmasked outcome to the caller only."""
+    claimed = WorkflowRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=timezone.now())
+    if not claimed:
+        return None
+    run = WorkflowRun.objects.select_related("workflow").get(pk=run_id)
+    env = worker_env()
+    try:
+        outcome = run_steps(steps_of(run.workflow), params={**run.workflow.default_params(), **run.params}, env=env)
+    except Exception as exc:  # a bug of ours, or the sandbox could not start: the run must still end
+        log.exception("workflow run %s failed unexpectedly", run_id)
+        outcome = WorkflowOutcome(status=RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}); see the worker's log.")
+    record(run_id, outcome, env)
+    log.info("workflow run %s %s in %.1f ms", run_id, outcome.status, outcome.duration_ms)
+    return outcome
+
+
+def run_and_record(workflow: Workflow, *, trigger: str, user: AbstractBaseUser | None = None) -> WorkflowOutcome:
+    """Run in this process (a worker) now, record it masked, and return the unmasked outcome."""
+    run = WorkflowRun.objects.create(
+        workflow=workflow, user=user, trigger=trigger, status=RunStatus.RUNNING, started_at=timezone.now())
+    env = worker_env()
+    outcome = run_steps(steps_of(workflow), params=workflow.default_params(), env=env)
+    record(run.pk, outcome, env)
+    return outcome
