@@ -83,7 +83,8 @@ class _Parser:
         return self.s[start:self.i]
 
     def string(self) -> str:
-        quote = self.s[self.i]
+        """A quoted key: "..." with JSON's escapes, or '...' where a backslash escapes the next character."""
+        quote, start = self.s[self.i], self.i
         self.i += 1
         out: list[str] = []
         while self.i < len(self.s):
@@ -93,6 +94,11 @@ class _Parser:
                 self.i += 2
             elif c == quote:
                 self.i += 1
+                if quote == '"':
+                    try:
+                        return json.loads(self.s[start:self.i])
+                    except ValueError:
+                        raise self.fail("invalid escape in a quoted key") from None
                 return "".join(out)
             else:
                 out.append(c)
