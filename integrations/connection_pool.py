@@ -32,6 +32,14 @@ class _Idle(Generic[C]):
     created_at: float
 
 
+@dataclass
+class Lease(Generic[C]):
+    """A connection on loan; ``reused`` says it was idle in the pool (it may have died meanwhile)."""
+
+    connection: C
+    reused: bool
+
+
 class ConnectionPool(Generic[C]):
     def __init__(
         self,
@@ -49,15 +57,22 @@ class ConnectionPool(Generic[C]):
         self.connections_made = 0
 
     @contextmanager
-    def connection(self, key: int | None, fingerprint: str, connect: Callable[[], C]) -> Iterator[C]:
-        entry = self._checkout(key, fingerprint)
+    def connection(self, key: int | None, fingerprint: str, connect: Callable[[], C], *,
+                   fresh: bool = False) -> Iterator[Lease[C]]:
+        """Lend an idle connection (or a new one, or always a new one with ``fresh``).
+
+        It goes back to the pool only if the block ends without an exception and
+        ``is_reusable`` accepts it; otherwise it is closed.
+        """
+        entry = None if fresh else self._checkout(key, fingerprint)
+        reused = entry is not None
         if entry is None:
             entry = _Idle(connect(), time.monotonic())
             with self._lock:
                 self.connections_made += 1
         healthy = False
         try:
-            yield entry.connection
+            yield Lease(entry.connection, reused)
             healthy = True
         finally:
             if healthy and self._is_reusable(entry.connection):

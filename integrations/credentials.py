@@ -2,34 +2,169 @@
 
 A *source* turns an Integration row into ``Credentials`` (plain values, only in
 the worker's memory). Static credentials come from the form's values and the
-encrypted secrets; fetched ones (a workflow's response rendered into bindings)
-plug in here without the kinds or the execution path knowing the difference.
+encrypted secrets. Fetched ones come from a workflow's response rendered into
+the fields' ``{{workflow.response...}}`` bindings, on the worker, and are kept
+in this process's memory for the integration's cache time.
+
+The cache is per worker process; the worker runs a thread pool (settings), so
+one process = one host's cache, and a per-integration lock makes concurrent
+queries wait for a single workflow run instead of starting one each.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol, TypeVar
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, TypeVar
 
-from .kinds.base import Credentials
+from workflows import runner
+from workflows.bindings import BindingError, has_bindings, resolve
+from workflows.models import Workflow
+
+from .kinds.base import Credentials, StageError
 from .models import Integration
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class CredentialSource(Protocol):
-    def resolve(self, integration: Integration, *, refresh: bool = False) -> Credentials: ...
+    def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
+        """The credentials to connect with; ``rejected`` is a fingerprint the database just refused."""
+        ...
 
 
 class StaticSource:
     """The values typed into the form; secrets decrypted from the row."""
 
-    def resolve(self, integration: Integration, *, refresh: bool = False) -> Credentials:
+    def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
         return Credentials(integration.pk, {**integration.config, **integration.secrets()})
 
 
+@dataclass
+class _Cached:
+    credentials: Credentials
+    fetched_at: float
+    revisions: tuple[int, int]
+    # The fingerprint whose rejection made us fetch these (None for a plain expiry).
+    refetched_for: str | None = None
+
+
+class FetchedSource:
+    """Runs the integration's workflow and renders its bindings; caches the result for a bounded time."""
+
+    def __init__(self) -> None:
+        self._cache: dict[int, _Cached] = {}
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self.workflow_runs = 0  # how many times this process ran a credentials workflow
+
+    def _lock_for(self, integration_id: int) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(integration_id, threading.Lock())
+
+    def _fresh(self, integration: Integration, *, rejected: str | None) -> Credentials | None:
+        entry = self._cache.get(integration.pk)
+        if entry is None or entry.revisions != _revisions(integration):
+            return None
+        if rejected is not None:
+            # Someone else already replaced the rejected credentials: use theirs. If
+            # they were refetched because of this same rejection and came back the
+            # same, fetching once more would not help either.
+            if entry.credentials.fingerprint != rejected or entry.refetched_for == rejected:
+                return entry.credentials
+            return None
+        if time.monotonic() - entry.fetched_at >= integration.credentials_cache_s:
+            return None
+        return entry.credentials
+
+    def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
+        cached = self._fresh(integration, rejected=rejected)
+        if cached is not None:
+            return cached
+        with self._lock_for(integration.pk):
+            cached = self._fresh(integration, rejected=rejected)  # fetched while we waited?
+            if cached is not None:
+                return cached
+            credentials = fetch(integration.credentials_workflow, stored_values(integration),
+                                integration_id=integration.pk, trigger="credentials")
+            self.workflow_runs += 1
+            if integration.credentials_cache_s > 0 or rejected is not None:
+                # With no cache time, the entry only lets concurrent retries share one refetch.
+                self._cache[integration.pk] = _Cached(
+                    credentials, time.monotonic(), _revisions(integration), refetched_for=rejected)
+            else:
+                self._cache.pop(integration.pk, None)
+            return credentials
+
+    def forget(self, integration_id: int) -> None:
+        self._cache.pop(integration_id, None)
+
+
+def _revisions(integration: Integration) -> tuple[int, int]:
+    workflow = integration.credentials_workflow
+    return integration.revision, workflow.revision if workflow is not None else 0
+
+
+def fetch(workflow: Workflow | None, values: dict[str, Any], *, integration_id: int | None,
+          trigger: str) -> Credentials:
+    """Run the workflow now and render the bindings in ``values`` with its response."""
+    if workflow is None:
+        raise StageError("workflow", "no workflow is chosen to fetch the credentials")
+    try:
+        outcome = runner.run_and_record(workflow, trigger=trigger)
+    except Exception as exc:
+        log.exception("credentials workflow %s could not run", workflow.pk)
+        raise StageError("workflow", f"{workflow.name} could not run ({type(exc).__name__})") from None
+    if not outcome.ok:
+        # The recorded run holds the masked details; the message is masked the same way.
+        raise StageError("workflow", f"{workflow.name} {outcome.masked_error or 'failed'}")
+    return render(integration_id, values, workflow.name, outcome.response)
+
+
+def stored_values(integration: Integration) -> dict[str, Any]:
+    return {**integration.config, **integration.secrets()}
+
+
+def render(integration_id: int | None, values: dict[str, Any], workflow_name: str, response: Any) -> Credentials:
+    rendered: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, str) and has_bindings(value):
+            try:
+                rendered[name] = resolve(value, {workflow_name: response})
+            except BindingError as exc:
+                raise StageError("binding", f"{name}: {exc}") from None
+        else:
+            rendered[name] = value
+    return Credentials(integration_id, rendered)
+
+
+static_source = StaticSource()
+fetched_source = FetchedSource()
+
+
 def source_for(integration: Integration) -> CredentialSource:
-    return StaticSource()
+    return fetched_source if integration.fetch_credentials else static_source
 
 
 def with_credentials(integration: Integration, use: Callable[[Credentials], T]) -> T:
-    """Resolve the integration's credentials and call ``use`` with them."""
-    return use(source_for(integration).resolve(integration))
+    """Resolve the credentials and call ``use``; after a rejected login, refetch and retry once.
+
+    A rotated secret shows up as the database refusing the cached password. The
+    retry happens only when the refetched credentials differ from the refused
+    ones, so a wrong password in the secret itself fails at once, without a loop.
+    """
+    source = source_for(integration)
+    credentials = source.resolve(integration)
+    try:
+        return use(credentials)
+    except StageError as exc:
+        if not (exc.auth_failure and integration.fetch_credentials):
+            raise
+        log.info("integration %s: login refused, fetching its credentials again", integration.pk)
+        refreshed = source.resolve(integration, rejected=credentials.fingerprint)
+        if refreshed.fingerprint == credentials.fingerprint:
+            raise
+        integration.kind_impl.forget(integration.pk, keep=refreshed.fingerprint)
+        return use(refreshed)

@@ -18,9 +18,10 @@ from django.utils import timezone
 
 from credtool import crypto
 from credtool.masking import mask_text
+from workflows.models import Workflow
 
 from . import kinds
-from .credentials import with_credentials
+from .credentials import fetch, with_credentials
 from .kinds.base import CancelToken, Credentials, QueryCancelled, StageError
 from .models import ConnectionCheck, Integration, QueryRun, RunStatus
 
@@ -57,7 +58,7 @@ def execute(run_id: int) -> None:
     if not claimed:
         log.info("query run %s is no longer queued; skipping", run_id)
         return
-    run = QueryRun.objects.select_related("integration").get(pk=run_id)
+    run = QueryRun.objects.select_related("integration__credentials_workflow").get(pk=run_id)
     integration = run.integration
     token = CancelToken()
     cancel_watcher.watch(run_id, token)
@@ -98,7 +99,8 @@ def execute(run_id: int) -> None:
 
 
 def submit_connection_check(
-    kind_slug: str, values: dict[str, Any], integration: Integration | None, user: AbstractBaseUser | None
+    kind_slug: str, values: dict[str, Any], integration: Integration | None, user: AbstractBaseUser | None,
+    *, workflow: Workflow | None = None,
 ) -> ConnectionCheck:
     """Queue a check of form values that may not be saved yet."""
     from .tasks import check_connection
@@ -110,6 +112,7 @@ def submit_connection_check(
             kind=kind_slug,
             integration=integration,
             user=user,
+            credentials_workflow=workflow,
             config={k: v for k, v in values.items() if k not in secret_names},
             secrets_encrypted=crypto.encrypt_json({k: v for k, v in values.items() if k in secret_names and v}),
         )
@@ -121,7 +124,7 @@ def execute_connection_check(check_id: int) -> None:
     claimed = ConnectionCheck.objects.filter(pk=check_id, status=RunStatus.QUEUED).update(status=RunStatus.RUNNING)
     if not claimed:
         return
-    check = ConnectionCheck.objects.select_related("integration").get(pk=check_id)
+    check = ConnectionCheck.objects.select_related("integration", "credentials_workflow").get(pk=check_id)
     kind = kinds.get(check.kind)
     values = {**check.config, **crypto.decrypt_json(check.secrets_encrypted)}
     if check.integration is not None:
@@ -132,10 +135,16 @@ def execute_connection_check(check_id: int) -> None:
                 values[name] = stored[name]
     secrets = [str(values[n]) for n in kind.secret_fields() if values.get(n)]
     try:
-        message = kind.test_connection(Credentials(None, values), connect_timeout=settings.QUERY_CONNECT_TIMEOUT_S)
+        if check.credentials_workflow is not None:
+            # "Test connection" with fetched credentials runs the workflow now, never the cache.
+            credentials = fetch(check.credentials_workflow, values, integration_id=None, trigger="test-connection")
+            secrets += [str(credentials.values[n]) for n in kind.secret_fields() if credentials.values.get(n)]
+        else:
+            credentials = Credentials(None, values)
+        message = kind.test_connection(credentials, connect_timeout=settings.QUERY_CONNECT_TIMEOUT_S)
         status = RunStatus.SUCCEEDED
     except StageError as exc:
-        message, status = mask_text(exc.message, secrets), RunStatus.FAILED
+        message, status = mask_text(str(exc), secrets), RunStatus.FAILED
     except Exception as exc:
         log.exception("connection check %s failed unexpectedly", check_id)
         message, status = f"Internal error ({type(exc).__name__}); see the worker's log.", RunStatus.FAILED

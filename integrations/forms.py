@@ -5,6 +5,9 @@ from typing import Any
 
 from django import forms
 
+from workflows.bindings import BindingError, has_bindings, parse
+from workflows.models import Workflow
+
 from . import kinds
 from .kinds.base import FieldSpec, Kind
 from .models import Integration
@@ -12,9 +15,40 @@ from .models import Integration
 MAX_SQL_CHARS = 1_000_000
 
 
+class SecretInput(forms.PasswordInput):
+    """Never renders a stored secret; renders a binding (``{{wf.response.password}}``), which is not one."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__(attrs, render_value=False)
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        if isinstance(value, str) and has_bindings(value):
+            context["widget"]["value"] = value
+            context["widget"]["type"] = "text"
+        return context
+
+    def format_value(self, value: Any) -> str | None:
+        return value if isinstance(value, str) and has_bindings(value) else None
+
+
 class IntegrationForm(forms.Form):
     kind = forms.ChoiceField(label="Kind", choices=kinds.choices)
     name = forms.CharField(label="Name", max_length=100, help_text="Shown in lists; must be unique.")
+    fetch_credentials = forms.BooleanField(
+        label="Fetch credentials dynamically", required=False,
+        help_text="A workflow fetches the credentials (e.g. from AWS Secrets Manager) on the worker before "
+                  "each query; fields below may then hold bindings such as {{getSecrets.response.host}}.",
+    )
+    credentials_workflow = forms.ModelChoiceField(
+        label="Workflow", queryset=Workflow.objects.all(), required=False, empty_label="Choose a workflow…",
+        to_field_name="pk",
+    )
+    credentials_cache_s = forms.IntegerField(
+        label="Cache credentials for (seconds)", initial=300, min_value=0, max_value=86400, required=False,
+        help_text="The worker reuses fetched credentials this long; 0 runs the workflow before every query. "
+                  "Editing the integration or the workflow, or a rejected password, fetches them again.",
+    )
     statement_timeout_s = forms.IntegerField(
         label="Statement timeout (seconds)", initial=30, min_value=1, max_value=3600,
         help_text="A query running longer than this is stopped by the database.",
@@ -30,9 +64,14 @@ class IntegrationForm(forms.Form):
             self.fields["kind"].disabled = True
             self.fields["kind"].initial = instance.kind
         for spec in kind.fields:
-            self.fields[spec.name] = _form_field(spec, editing=instance is not None and instance.has_secret(spec.name))
+            stored = instance is not None and instance.has_secret(spec.name)
+            self.fields[spec.name] = _form_field(spec, editing=stored)
         if instance is not None and not self.is_bound:
-            self.initial.update(name=instance.name, statement_timeout_s=instance.statement_timeout_s, **instance.config)
+            self.initial.update(
+                name=instance.name, statement_timeout_s=instance.statement_timeout_s,
+                fetch_credentials=instance.fetch_credentials, credentials_workflow=instance.credentials_workflow_id,
+                credentials_cache_s=instance.credentials_cache_s, **instance.config,
+            )
 
     def kind_field_names(self) -> list[str]:
         return [spec.name for spec in self.kind_impl.fields]
@@ -40,13 +79,17 @@ class IntegrationForm(forms.Form):
     def kind_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in self.kind_field_names()]
 
+    @property
+    def fetching(self) -> bool:
+        return bool(self.cleaned_data.get("fetch_credentials")) if hasattr(self, "cleaned_data") else False
+
     def values(self) -> dict[str, Any]:
         """The kind's values from cleaned data (a blank secret is left out: it keeps the stored one)."""
         secret = set(self.kind_impl.secret_fields())
         return {
             name: self.cleaned_data.get(name)
             for name in self.kind_field_names()
-            if not (name in secret and not self.cleaned_data.get(name))
+            if name in self.cleaned_data and not (name in secret and not self.cleaned_data.get(name))
         }
 
     def clean_name(self) -> str:
@@ -60,11 +103,54 @@ class IntegrationForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        literal = {n: cleaned.get(n) for n in self.kind_field_names() if n in cleaned}
+        fetching = bool(cleaned.get("fetch_credentials"))
+        workflow: Workflow | None = cleaned.get("credentials_workflow")
+        if fetching and workflow is None and "credentials_workflow" not in self.errors:
+            self.add_error("credentials_workflow", "Choose the workflow that fetches the credentials.")
+        literal: dict[str, Any] = {}
+        for spec in self.kind_impl.fields:
+            if spec.name not in cleaned:
+                continue
+            raw = cleaned[spec.name]
+            if fetching and isinstance(raw, str) and has_bindings(raw) and spec.type != "choice":
+                self._check_binding(spec, raw, workflow)
+                continue
+            if spec.type == "integer" and raw not in (None, ""):
+                try:
+                    raw = int(str(raw).strip())
+                except ValueError:
+                    message = "Enter a whole number" + (
+                        ", or a binding such as {{getSecrets.response.port}} with “Fetch credentials dynamically” on."
+                        if has_bindings(str(raw)) else ".")
+                    self.add_error(spec.name, message)
+                    continue
+                cleaned[spec.name] = raw
+            literal[spec.name] = raw
         for field, message in self.kind_impl.validate(literal).items():
             if field not in self.errors:
                 self.add_error(field, message)
         return cleaned
+
+    def _check_binding(self, spec: FieldSpec, text: str, workflow: Workflow | None) -> None:
+        try:
+            pieces = parse(text)
+        except BindingError as exc:
+            self.add_error(spec.name, str(exc))
+            return
+        if workflow is None:
+            return
+        from .binding_preview import check_against_last_preview
+
+        for piece in pieces:
+            if isinstance(piece, str):
+                continue
+            if piece.workflow != workflow.name:
+                self.add_error(spec.name, f'{piece.source}: no workflow "{piece.workflow}" '
+                                          f"(this integration fetches its credentials with {workflow.name})")
+                return
+        problem = check_against_last_preview(text, workflow)
+        if problem:
+            self.add_error(spec.name, problem)
 
 
 def _form_field(spec: FieldSpec, *, editing: bool) -> forms.Field:
@@ -75,17 +161,15 @@ def _form_field(spec: FieldSpec, *, editing: bool) -> forms.Field:
             help_text = "Leave blank to keep the stored value."
         return forms.CharField(
             **{**common, "required": False, "help_text": help_text}, max_length=1000,
-            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-            strip=False,
+            widget=SecretInput(attrs={"autocomplete": "new-password", "spellcheck": "false"}), strip=False,
         )
-    if spec.type == "integer":
-        return forms.IntegerField(**common, initial=spec.default, min_value=0)
     if spec.type == "choice":
         return forms.ChoiceField(**common, choices=spec.choices, initial=spec.default)
-    return forms.CharField(
-        **common, initial=spec.default, max_length=1000,
-        widget=forms.TextInput(attrs={"placeholder": spec.placeholder, "autocomplete": "off", "spellcheck": "false"}),
-    )
+    attrs = {"placeholder": spec.placeholder, "autocomplete": "off", "spellcheck": "false"}
+    if spec.type == "integer":
+        # Text, not a number input: with fetched credentials it may hold a binding.
+        attrs.update(inputmode="numeric", size="12")
+    return forms.CharField(**common, initial=spec.default, max_length=1000, widget=forms.TextInput(attrs=attrs))
 
 
 class QueryForm(forms.Form):
@@ -96,10 +180,11 @@ class QueryForm(forms.Form):
                         "max_length": "The query is longer than %(limit_value)s characters."},
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, label_suffix="", **kwargs)
+
     def clean_sql(self) -> str:
         sql = self.cleaned_data["sql"]
         if not sql.strip():
             raise forms.ValidationError("Write a query to run.")
-        if "\x00" in sql:
-            raise forms.ValidationError("The query contains a NUL character.")
         return sql

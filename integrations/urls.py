@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.integration_create, name="create"),
     path("test-connection/", views.test_connection, name="test_connection"),
     path("test-connection/<int:pk>/", views.connection_check, name="connection_check"),
+    path("preview-credentials/", views.preview_credentials, name="preview_credentials"),
     path("<int:pk>/", views.integration_detail, name="detail"),
     path("<int:pk>/edit/", views.integration_edit, name="edit"),
     path("<int:pk>/delete/", views.integration_delete, name="delete"),

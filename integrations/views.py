@@ -11,7 +11,10 @@ from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import configuration, execution, kinds
+from workflows import runner as workflow_runner
+from workflows.models import Workflow, WorkflowRun
+
+from . import binding_preview, configuration, execution, kinds
 from .forms import IntegrationForm, QueryForm
 from .models import ConnectionCheck, Integration, QueryRun
 
@@ -54,7 +57,15 @@ def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
         configuration.save(form, request.user)
         messages.success(request, f"Integration “{integration.name}” was saved.")
         return redirect(integration)
-    return render(request, "integrations/integration_form.html", {"form": form, "integration": integration})
+    context = {"form": form, "integration": integration}
+    workflow = integration.credentials_workflow
+    if integration.fetch_credentials and workflow is not None:
+        # What the bound fields resolve to, from the workflow's last successful run (masked).
+        run = binding_preview.last_preview(workflow)
+        if run is not None:
+            context.update(run=run, workflow=workflow, resolved=binding_preview.resolved_fields(
+                integration.kind_impl, integration.config, workflow, run.output))
+    return render(request, "integrations/integration_form.html", context)
 
 
 @require_http_methods(["GET", "POST"])
@@ -75,9 +86,7 @@ def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @sensitive_post_parameters("password")
 @require_POST
 def test_connection(request: HttpRequest) -> HttpResponse:
-    pk = request.POST.get("integration")
-    integration = get_object_or_404(Integration, pk=pk) if pk else None
-    kind = integration.kind_impl if integration else _kind_from(request)
+    integration, kind = _form_subject(request)
     form = IntegrationForm(request.POST, kind=kind, instance=integration)
     form.is_valid()
     field_errors = [
@@ -85,8 +94,36 @@ def test_connection(request: HttpRequest) -> HttpResponse:
     ]
     if field_errors:
         return render(request, "integrations/_test_connection_result.html", {"field_errors": field_errors})
-    check = execution.submit_connection_check(kind.slug, form.values(), integration, request.user)
+    workflow = form.cleaned_data.get("credentials_workflow") if form.cleaned_data.get("fetch_credentials") else None
+    check = execution.submit_connection_check(kind.slug, form.values(), integration, request.user, workflow=workflow)
     return render(request, "integrations/_test_connection_result.html", {"check": check})
+
+
+@sensitive_post_parameters("password")
+@require_POST
+def preview_credentials(request: HttpRequest) -> HttpResponse:
+    """"Run workflow" in the integration form: run it on a worker, then show its masked output
+    and what each bound field resolves to. Polled with the form's current values."""
+    integration, kind = _form_subject(request)
+    workflow = Workflow.objects.filter(pk=request.POST.get("credentials_workflow") or None).first()
+    if workflow is None:
+        return render(request, "integrations/_credentials_preview.html", {"problem": "Choose a workflow first."})
+    run_id = request.POST.get("preview_run")
+    run = (WorkflowRun.objects.filter(pk=run_id, workflow=workflow).first() if run_id
+           else workflow_runner.submit(workflow, request.user, trigger="preview"))
+    if run is None:
+        run = workflow_runner.submit(workflow, request.user, trigger="preview")
+    context = {"run": run, "workflow": workflow}
+    if run.is_final and run.status == "succeeded":
+        values = {name: request.POST.get(name, "") for name in kind.field_names()}
+        context["resolved"] = binding_preview.resolved_fields(kind, values, workflow, run.output)
+    return render(request, "integrations/_credentials_preview.html", context)
+
+
+def _form_subject(request: HttpRequest) -> tuple[Integration | None, kinds.Kind]:
+    pk = request.POST.get("integration")
+    integration = get_object_or_404(Integration, pk=pk) if pk else None
+    return integration, integration.kind_impl if integration else _kind_from(request)
 
 
 @require_GET

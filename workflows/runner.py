@@ -44,6 +44,8 @@ class WorkflowOutcome:
     error: str = ""
     error_step: str = ""
     duration_ms: float = 0.0
+    # The error as stored and shown: Env values and secret outputs masked (set by record()).
+    masked_error: str = ""
 
     @property
     def response(self) -> Any:
@@ -112,6 +114,7 @@ def record(run_id: int, outcome: WorkflowOutcome, env: dict[str, str]) -> None:
     def clean(text: str) -> str:
         return mask_text(text, hidden)
 
+    outcome.masked_error = clean(outcome.error)
     with transaction.atomic():
         StepRun.objects.bulk_create([
             StepRun(
@@ -122,7 +125,7 @@ def record(run_id: int, outcome: WorkflowOutcome, env: dict[str, str]) -> None:
             for i, s in enumerate(outcome.steps)
         ])
         WorkflowRun.objects.filter(pk=run_id).update(
-            status=outcome.status, output=mask_secrets(outcome.response), error=clean(outcome.error),
+            status=outcome.status, output=mask_secrets(outcome.response), error=outcome.masked_error,
             error_step=outcome.error_step, duration_ms=outcome.duration_ms, finished_at=timezone.now(),
         )
 
@@ -160,6 +163,10 @@ def run_and_record(workflow: Workflow, *, trigger: str, user: AbstractBaseUser |
     run = WorkflowRun.objects.create(
         workflow=workflow, user=user, trigger=trigger, status=RunStatus.RUNNING, started_at=timezone.now())
     env = worker_env()
-    outcome = run_steps(steps_of(workflow), params=workflow.default_params(), env=env)
+    try:
+        outcome = run_steps(steps_of(workflow), params=workflow.default_params(), env=env)
+    except Exception as exc:  # the run must still end, and say why
+        log.exception("workflow run %s failed unexpectedly", run.pk)
+        outcome = WorkflowOutcome(status=RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}); see the worker's log.")
     record(run.pk, outcome, env)
     return outcome

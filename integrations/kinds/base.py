@@ -21,7 +21,7 @@ class StageError(Exception):
         self.auth_failure = auth_failure
 
     def __str__(self) -> str:
-        return f"{self.stage} failed: {self.message}"
+        return f"{self.stage.capitalize()} failed: {self.message}"
 
 
 class QueryCancelled(Exception):
@@ -103,6 +103,10 @@ class Kind:
     @classmethod
     def secret_fields(cls) -> tuple[str, ...]:
         return tuple(f.name for f in cls.fields if f.secret)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in cls.fields)
 
     @classmethod
     def field(cls, name: str) -> FieldSpec:

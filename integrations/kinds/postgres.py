@@ -124,15 +124,34 @@ class Postgres(Kind):
         self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
         connect_timeout: int = 5,
     ) -> QueryResult:
+        try:
+            return self._run(creds, sql, max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
+                             connect_timeout=connect_timeout, fresh=False)
+        except _StaleConnection:
+            # The pooled connection had died while idle (server restart, killed
+            # session) before the user's statement was sent: a new one is safe.
+            return self._run(creds, sql, max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
+                             connect_timeout=connect_timeout, fresh=True)
+
+    def _run(self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
+             connect_timeout: int, fresh: bool) -> QueryResult:
         with _pool.connection(
             creds.integration_id, creds.fingerprint,
-            lambda: self.connect(creds, connect_timeout=connect_timeout),
-        ) as conn:
+            lambda: self.connect(creds, connect_timeout=connect_timeout), fresh=fresh,
+        ) as lease:
+            conn = lease.connection
             cancel.on_cancel(conn.cancel_safe)
             try:
                 if cancel.cancelled:
                     raise QueryCancelled()
-                return _execute(conn, sql, max_rows=max_rows, timeout_s=timeout_s)
+                with conn.transaction():
+                    try:
+                        conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
+                    except psycopg.OperationalError:
+                        if lease.reused:
+                            raise _StaleConnection() from None
+                        raise
+                    return _execute(conn, sql, max_rows=max_rows)
             except pg_errors.QueryCanceled as exc:
                 if cancel.cancelled:
                     raise QueryCancelled() from None
@@ -150,30 +169,33 @@ class Postgres(Kind):
         _pool.forget(integration_id, keep=keep)
 
 
-def _execute(conn: psycopg.Connection, sql: str, *, max_rows: int, timeout_s: int) -> QueryResult:
+class _StaleConnection(Exception):
+    pass
+
+
+def _execute(conn: psycopg.Connection, sql: str, *, max_rows: int) -> QueryResult:
+    """Run the user's statement inside the caller's transaction."""
     sql = sql.strip().rstrip(";").strip()
-    with conn.transaction():
-        conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
-        match = _FIRST_KEYWORD.match(sql)
-        if match and match.group(1).lower() in _STREAMABLE:
-            # A server-side cursor reads at most max_rows + 1 rows, however big
-            # the result: memory follows the row cap, not the table.
-            try:
-                with conn.transaction():
-                    cursor = conn.cursor(name="credtool_query")
-                    cursor.execute(sql)
-            except psycopg.errors.QueryCanceled:
-                raise
-            except psycopg.Error:
-                # DECLARE refuses some statements (e.g. data-modifying WITH);
-                # run it plainly, which also reports real errors in the user's words.
-                pass
-            else:
-                with cursor:
-                    return _collect(cursor, max_rows)
-        with conn.cursor() as cursor:
-            cursor.execute(sql)
-            return _collect(cursor, max_rows)
+    match = _FIRST_KEYWORD.match(sql)
+    if match and match.group(1).lower() in _STREAMABLE:
+        # A server-side cursor reads at most max_rows + 1 rows, however big
+        # the result: memory follows the row cap, not the table.
+        try:
+            with conn.transaction():
+                cursor = conn.cursor(name="credtool_query")
+                cursor.execute(sql)
+        except (psycopg.errors.QueryCanceled, psycopg.OperationalError):
+            raise
+        except psycopg.Error:
+            # DECLARE refuses some statements (e.g. data-modifying WITH);
+            # run it plainly, which also reports real errors in the user's words.
+            pass
+        else:
+            with cursor:
+                return _collect(cursor, max_rows)
+    with conn.cursor() as cursor:
+        cursor.execute(sql)
+        return _collect(cursor, max_rows)
 
 
 def _collect(cursor: psycopg.Cursor, max_rows: int) -> QueryResult:
@@ -215,11 +237,9 @@ def _error_text(exc: psycopg.Error) -> str:
 
 
 def _connection_message(exc: psycopg.OperationalError) -> str:
-    # libpq repeats itself per address it tried; the last attempt is the telling one.
-    text = str(exc).strip()
-    text = re.sub(r"^connection failed: ", "", text)
+    # libpq's text, without its prefixes, on one line.
+    text = re.sub(r"^connection failed: ", "", str(exc).strip())
     text = re.sub(r"FATAL:\s+", "", text)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "could not connect"
+    return " ".join(line.strip() for line in text.splitlines() if line.strip()) or "could not connect"
 
 

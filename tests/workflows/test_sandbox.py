@@ -157,7 +157,7 @@ def test_the_project_tree_and_its_database_cannot_be_read(pool, tmp_path):
     try:
         for path in (ROOT / "manage.py", secret_file, ROOT / "credtool" / "settings.py"):
             result = run(pool, f"return open({str(path)!r}).read()")
-            assert not result.ok and result.error.type in ("FileNotFoundError", "PermissionError"), path
+            assert not result.ok and result.error.type in ("FileNotFoundError", "PermissionError"), (path, result)
     finally:
         secret_file.unlink()
 

@@ -42,8 +42,8 @@ CHILD = HERE / "child.py"
 OUTPUTS = HERE.parent / "outputs.py"
 APP_ENV_PREFIX = "CREDTOOL_APP_ENV_"
 SANDBOX_USER = "credtool-sandbox"
-# A cold child imports boto3 before reading its request; that is not the step's time.
-STARTUP_ALLOWANCE_S = 10.0
+# A cold child imports boto3 before it says it is ready; that is not the step's time.
+STARTUP_ALLOWANCE_S = 20.0
 
 
 @dataclass
@@ -277,6 +277,15 @@ def _exchange(process: subprocess.Popen, request: bytes, deadline: float, cap: i
     return b"".join(chunks[process.stdout]), b"".join(chunks[process.stderr]), problem
 
 
+def _wait_ready(process: subprocess.Popen, timeout: float) -> bool:
+    """Wait for the child's one-byte "ready" (sent once its imports are done)."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=timeout):
+            return False
+    return os.read(process.stdout.fileno(), 1) == b"R"
+
+
 def _write_all(process: subprocess.Popen, data: bytes) -> None:
     try:
         process.stdin.write(data)
@@ -286,10 +295,15 @@ def _write_all(process: subprocess.Popen, data: bytes) -> None:
 
 
 def run_in(process: subprocess.Popen, code: str, *, step_name: str, steps: Mapping[str, Any],
-           params: Mapping[str, Any], env: Mapping[str, str], limits: StepLimits, cold: bool) -> StepResult:
+           params: Mapping[str, Any], env: Mapping[str, str], limits: StepLimits) -> StepResult:
     request = _request(code, step_name, steps, params, env, limits)
+    if not _wait_ready(process, STARTUP_ALLOWANCE_S):
+        _kill(process)
+        return StepResult(False, pid=process.pid, error=_crash(process.returncode, process.stderr.read() or b"", limits)
+                          if process.returncode not in (None, -9) else
+                          StepError("SandboxError", f"the sandbox did not start within {STARTUP_ALLOWANCE_S:g} s"))
     started = time.monotonic()
-    deadline = started + limits.timeout_s + (STARTUP_ALLOWANCE_S if cold else 0)
+    deadline = started + limits.timeout_s
     cap = limits.output_bytes * 2 + limits.stream_bytes * 4 + 65536
     out, err, problem = _exchange(process, request, deadline, cap)
     if problem:
@@ -376,14 +390,14 @@ class SandboxPool:
     def _refill_soon(self) -> None:
         threading.Thread(target=self._fill, name="sandbox-pool-fill", daemon=True).start()
 
-    def acquire(self) -> tuple[subprocess.Popen, bool]:
-        """A child nobody else has had, and whether it was started just now (cold)."""
-        process, cold = None, False
+    def acquire(self) -> subprocess.Popen:
+        """A child nobody else has had: a pre-started one, or a new one if none is ready."""
+        process = None
         while process is None:
             try:
                 candidate = self._ready.get_nowait()
             except queue.Empty:
-                process, cold = _spawn(), True
+                process = _spawn()
                 break
             if candidate.poll() is None:
                 process = candidate
@@ -391,15 +405,15 @@ class SandboxPool:
             self.handed_out.append(process.pid)
             del self.handed_out[:-1000]
         self._refill_soon()
-        return process, cold
+        return process
 
     def run_step(self, code: str, *, step_name: str, steps: Mapping[str, Any] | None = None,
                  params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
                  limits: StepLimits | None = None) -> StepResult:
-        process, cold = self.acquire()
+        process = self.acquire()
         try:
             return run_in(process, code, step_name=step_name, steps=steps or {}, params=params or {},
-                          env=env or {}, limits=limits or StepLimits(), cold=cold)
+                          env=env or {}, limits=limits or StepLimits())
         finally:
             if process.poll() is None:
                 _kill(process)

@@ -167,6 +167,7 @@ def error_line(exc: BaseException, filename: str) -> int | None:
 
 def main() -> None:
     preload()
+    os.write(1, b"R")  # ready: the parent starts the step's clock when it sends the request
     request = json.loads(sys.stdin.buffer.read() or b"{}")
     limits = request["limits"]
     filename = f"<step {request['step_name']}>"
