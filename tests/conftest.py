@@ -154,8 +154,47 @@ def stop_worker(worker: Worker) -> None:
             worker.process.wait()
 
 
+# --- AWS Secrets Manager (moto's server mode) -------------------------------------
+
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Iterator[Worker]:
+def moto_server() -> Iterator[str]:
+    """A local AWS endpoint, as steps reach it through Env.aws_endpoint_url."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url, urllib.request), timeout=30, interval=0.1, message="moto's server")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _answers(url: str, request) -> bool:
+    try:
+        request.urlopen(url + "/moto-api/", timeout=1)
+        return True
+    except Exception:
+        return False
+
+
+AWS_ENV = {"CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID": "testing", "CREDTOOL_APP_ENV_AWS_SECRET_ACCESS_KEY": "testing-secret"}
+
+
+@pytest.fixture(scope="session")
+def secretsmanager(moto_server):
+    import boto3
+
+    return boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_server,
+                        aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, moto_server) -> Iterator[Worker]:
     """A real worker process on the configured broker, seeing the test database."""
     broker_dir = Path(settings.VAR_DIR) / "broker" / "queue"
     if settings.CELERY_BROKER_URL.startswith("filesystem://") and broker_dir.exists():
@@ -163,7 +202,8 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory) -> Itera
         broker_dir.mkdir(parents=True)
     worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log",
                           {"CREDTOOL_APP_ENV_GREETING": "hello from the worker",
-                           "CREDTOOL_APP_ENV_DB_PASSWORD": "hunter2-very-secret"})
+                           "CREDTOOL_APP_ENV_DB_PASSWORD": "hunter2-very-secret",
+                           "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_server, **AWS_ENV})
     yield worker
     stop_worker(worker)
 

@@ -141,24 +141,22 @@ class Postgres(Kind):
         ) as lease:
             conn = lease.connection
             cancel.on_cancel(conn.cancel_safe)
+            sql_sent = False
             try:
                 if cancel.cancelled:
                     raise QueryCancelled()
                 with conn.transaction():
-                    try:
-                        conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
-                    except psycopg.OperationalError:
-                        if lease.reused:
-                            raise _StaleConnection() from None
-                        raise
+                    conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
+                    sql_sent = True
                     return _execute(conn, sql, max_rows=max_rows)
-            except pg_errors.QueryCanceled as exc:
-                if cancel.cancelled:
-                    raise QueryCancelled() from None
-                raise StageError(
-                    "query", f"{_error_text(exc)} (the statement timeout is {timeout_s} s)"
-                ) from None
             except psycopg.OperationalError as exc:
+                if lease.reused and not sql_sent:
+                    raise _StaleConnection() from None
+                if isinstance(exc, pg_errors.QueryCanceled):
+                    if cancel.cancelled:
+                        raise QueryCancelled() from None
+                    raise StageError(
+                        "query", f"{_error_text(exc)} (the statement timeout is {timeout_s} s)") from None
                 raise StageError("query", f"the connection was lost: {_error_text(exc)}") from None
             except psycopg.Error as exc:
                 raise StageError("query", _error_text(exc)) from None

@@ -151,13 +151,15 @@ def _bind_system() -> list[str]:
                  "/etc/passwd", "/etc/group", "/etc/localtime", "/etc/gai.conf", "/etc/host.conf"):
         if os.path.exists(path):
             args += ["--ro-bind", path, path]
-    prefixes = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix)}
+    prefixes = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), sys.prefix}
     for prefix in sorted(prefixes):
-        if not prefix.startswith(("/usr/", "/bin/", "/lib")) and prefix != "/usr":
-            args += ["--ro-bind", prefix, prefix]
-    # sys.prefix may be reached through a symlink: bind the path as the worker sees it too.
-    if sys.prefix != os.path.realpath(sys.prefix):
-        args += ["--ro-bind", sys.prefix, sys.prefix]
+        if prefix.startswith(("/usr/", "/bin/", "/lib")) or prefix == "/usr":
+            continue
+        # The directories leading to a bind are made by bwrap as root-only; the
+        # step runs unprivileged and must traverse them to reach its packages.
+        for parent in reversed(Path(prefix).parents[:-1]):
+            args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", prefix, prefix]
     return args
 
 

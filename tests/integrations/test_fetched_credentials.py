@@ -1,0 +1,195 @@
+"""Fetched credentials end to end: AWS Secrets Manager (moto's server) -> workflow -> bindings -> PostgreSQL.
+
+Everything here is real: the worker process, the sandboxed boto3 step, the
+secret in moto, the database and its role. One workflow run is one
+GetSecretValue call, so run records count the secrets-manager calls.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from integrations.models import ConnectionCheck, Integration, QueryRun
+from tests.conftest import wait_for_final
+from workflows.models import Step, Workflow, WorkflowRun
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+GET_SECRETS = """\
+import boto3, json
+client = boto3.session.Session().client(
+    service_name="secretsmanager", region_name="us-east-1", endpoint_url=Env.aws_endpoint_url,
+    aws_access_key_id=Env.aws_access_key_id, aws_secret_access_key=Env.aws_secret_access_key)
+secret = client.get_secret_value(SecretId=params.secret_id)["SecretString"]
+return json.loads(secret)
+"""
+BINDINGS = {"host": "{{getSecrets.response.host}}", "port": "{{getSecrets.response.port}}",
+            "database": "{{getSecrets.response.dbname}}", "username": "{{getSecrets.response.username}}",
+            "password": "{{getSecrets.response.password}}", "sslmode": "prefer"}
+
+
+@pytest.fixture
+def secret_id(secretsmanager, target_db, request):
+    name = f"postgresSecrets-{request.node.name}"[:500]
+    secretsmanager.create_secret(Name=name, SecretString=json.dumps(secret_payload(target_db)))
+    yield name
+    secretsmanager.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+
+
+def secret_payload(target_db, **overrides):
+    payload = {"host": target_db.host, "port": target_db.port, "dbname": target_db.database,
+               "username": target_db.username, "password": target_db.password}
+    payload.update(overrides)
+    return payload
+
+
+@pytest.fixture
+def workflow(secret_id):
+    workflow = Workflow.objects.create(name="getSecrets", parameters=[{"name": "secret_id", "default": secret_id}])
+    Step.objects.create(workflow=workflow, position=0, name="fetch", code=GET_SECRETS, timeout_s=20)
+    return workflow
+
+
+@pytest.fixture
+def integration(workflow, user):
+    integration = Integration.objects.create(
+        name="Fetched", kind="postgres", created_by=user, fetch_credentials=True, credentials_workflow=workflow,
+        credentials_cache_s=300, config=BINDINGS)
+    return integration
+
+
+@pytest.fixture
+def rotated_password(target_db):
+    original = target_db.password
+    yield
+    target_db.set_password(original)
+
+
+def query(client, integration, sql="select current_user, count(*) as customers from customers") -> QueryRun:
+    client.post(f"/integrations/{integration.pk}/query/", {"sql": sql}, HTTP_HX_REQUEST="true")
+    return wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk, timeout=40)
+
+
+def credential_fetches(workflow) -> int:
+    return WorkflowRun.objects.filter(workflow=workflow, trigger="credentials").count()
+
+
+def test_query_connects_with_credentials_from_the_secret(logged_in_client, integration, workflow):
+    run = query(logged_in_client, integration)
+    assert run.status == "succeeded", run.error_text
+    assert run.rows == [["app_user", 3]]
+    assert credential_fetches(workflow) == 1
+    fetch_run = WorkflowRun.objects.get(workflow=workflow, trigger="credentials")
+    assert fetch_run.output["password"] == "••••••••" and fetch_run.output["host"]
+
+
+def test_queries_within_the_cache_time_reuse_one_fetch(logged_in_client, integration, workflow):
+    for _ in range(4):
+        assert query(logged_in_client, integration).status == "succeeded"
+    assert credential_fetches(workflow) == 1
+
+
+def test_cache_time_zero_runs_the_workflow_before_every_query(logged_in_client, integration, workflow):
+    integration.credentials_cache_s = 0
+    integration.save()
+    for _ in range(3):
+        assert query(logged_in_client, integration).status == "succeeded"
+    assert credential_fetches(workflow) == 3
+
+
+def test_editing_the_integration_or_the_workflow_fetches_again(logged_in_client, integration, workflow):
+    query(logged_in_client, integration)
+    integration.revision += 1
+    integration.save()
+    query(logged_in_client, integration)
+    assert credential_fetches(workflow) == 2
+    workflow.revision += 1
+    workflow.save()
+    query(logged_in_client, integration)
+    assert credential_fetches(workflow) == 3
+
+
+def test_a_query_right_after_rotation_succeeds(logged_in_client, integration, workflow, secretsmanager,
+                                               secret_id, target_db, rotated_password):
+    assert query(logged_in_client, integration).status == "succeeded"
+    new_password = "rotated-" + str(time.time_ns())
+    target_db.set_password(new_password)
+    secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps(secret_payload(target_db)))
+    with target_db.admin() as conn:  # the old sessions go too, as they would after a restart
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where usename = 'app_user'")
+    run = query(logged_in_client, integration)
+    assert run.status == "succeeded", run.error_text
+    assert credential_fetches(workflow) == 2
+
+
+def test_a_wrong_password_in_the_secret_fails_once_without_looping(logged_in_client, integration, workflow,
+                                                                   secretsmanager, secret_id, target_db):
+    secretsmanager.put_secret_value(SecretId=secret_id,
+                                    SecretString=json.dumps(secret_payload(target_db, password="wrong-one")))
+    run = query(logged_in_client, integration)
+    assert run.status == "failed" and run.error_stage == "connection"
+    assert 'password authentication failed for user "app_user"' in run.error
+    assert "wrong-one" not in run.error
+    assert credential_fetches(workflow) == 2  # the first fetch, and one refetch after the refusal
+
+
+def test_a_missing_secret_fails_at_the_workflow_stage(logged_in_client, integration, workflow):
+    workflow.parameters = [{"name": "secret_id", "default": "no-such-secret"}]
+    workflow.save()
+    run = query(logged_in_client, integration)
+    assert run.status == "failed" and run.error_stage == "workflow"
+    assert "ResourceNotFoundException" in run.error
+    assert "Workflow failed" in logged_in_client.get(f"/integrations/{integration.pk}/runs/{run.pk}/").content.decode()
+
+
+def test_an_unreachable_secrets_manager_fails_at_the_workflow_stage(logged_in_client, integration, workflow):
+    Step.objects.filter(workflow=workflow).update(
+        code=GET_SECRETS.replace("endpoint_url=Env.aws_endpoint_url", "endpoint_url='http://127.0.0.1:9'"))
+    run = query(logged_in_client, integration)
+    assert run.status == "failed" and run.error_stage == "workflow"
+    assert "EndpointConnectionError" in run.error or "Could not connect" in run.error
+
+
+def test_a_binding_to_a_missing_field_fails_at_the_binding_stage(logged_in_client, integration):
+    integration.config = {**BINDINGS, "host": "{{getSecrets.response.hostname}}"}
+    integration.save()
+    run = query(logged_in_client, integration)
+    assert run.status == "failed" and run.error_stage == "binding"
+    assert "getSecrets.response.hostname" in run.error and 'no key "hostname"' in run.error
+
+
+def test_a_workflow_that_times_out_fails_at_the_workflow_stage(logged_in_client, integration, workflow):
+    Step.objects.filter(workflow=workflow).update(code="import time\ntime.sleep(30)", timeout_s=1)
+    run = query(logged_in_client, integration)
+    assert run.status == "failed" and run.error_stage == "workflow" and "timed out" in run.error
+
+
+def test_the_pg_environment_of_the_worker_never_fills_an_empty_binding(logged_in_client, integration, workflow,
+                                                                        secretsmanager, secret_id, target_db):
+    secretsmanager.put_secret_value(SecretId=secret_id,
+                                    SecretString=json.dumps(secret_payload(target_db, password="")))
+    run = query(logged_in_client, integration)
+    assert run.status == "failed" and run.error_stage == "connection"
+
+
+def test_credentials_never_reach_the_database_records(logged_in_client, integration, workflow, target_db):
+    query(logged_in_client, integration)
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        for table in ("integrations_queryrun", "integrations_integration", "workflows_workflowrun",
+                      "workflows_steprun", "integrations_connectioncheck"):
+            cursor.execute(f"select * from {table}")
+            assert target_db.password not in json.dumps(cursor.fetchall(), default=str), table
+
+
+def test_test_connection_runs_the_workflow_and_connects(logged_in_client, workflow, target_db):
+    data = {"kind": "postgres", "name": "x", "statement_timeout_s": "30", "fetch_credentials": "on",
+            "credentials_workflow": str(workflow.pk), "credentials_cache_s": "300", **BINDINGS}
+    logged_in_client.post("/integrations/test-connection/", data, HTTP_HX_REQUEST="true")
+    check = wait_for_final(ConnectionCheck, ConnectionCheck.objects.latest("pk").pk, timeout=40)
+    assert check.status == "succeeded", check.message
+    assert "Connected to PostgreSQL" in check.message
+    assert WorkflowRun.objects.filter(workflow=workflow, trigger="test-connection").count() == 1
