@@ -13,6 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help:
 	@echo "make run    - the app on http://$(HOST):$(PORT)/ and its Celery worker (embedded defaults)"
 	@echo "make test   - the whole test suite (installs what it needs)"
+	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +46,10 @@ run: $(VENV)/.runtime system-packages migrate
 	@trap 'kill 0' EXIT; \
 	$(PY) -m celery -A credtool worker --loglevel=INFO & \
 	$(PY) manage.py runserver $(HOST):$(PORT)
+
+# The fetched-credentials flow, seeded: local Secrets Manager (moto), a throwaway PostgreSQL, app and worker.
+demo: $(VENV)/.dev system-packages
+	$(PY) -m credtool.demo
 
 test: $(VENV)/.dev system-packages browser-packages
 	$(PY) -m pytest $(PYTEST_ARGS)

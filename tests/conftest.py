@@ -24,13 +24,38 @@ CHROMIUM_ARGS = [
 
 # --- PostgreSQL -------------------------------------------------------------------
 
+def _checks_passwords(url: str) -> bool:
+    """Whether the server refuses a wrong password over TCP (a "trust" server cannot show
+    wrong-password or rotation behaviour)."""
+    role = f"credtool_probe_{os.getpid()}"
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'right-password'")
+    try:
+        psycopg.connect(host=info.get("host") or "127.0.0.1", port=info.get("port") or 5432, dbname="postgres",
+                        user=role, password="wrong-password", connect_timeout=5).close()
+        return False
+    except psycopg.OperationalError:
+        return True
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP ROLE IF EXISTS {role}")
+
+
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
-    """A superuser URL: TEST_POSTGRES_URL when set, else a throwaway server."""
+    """A superuser URL for the databases that integrations point at: TEST_POSTGRES_URL when
+    that server checks passwords, else a throwaway server (which does)."""
     url = os.environ.get("TEST_POSTGRES_URL")
-    if url:
+    if url and _checks_passwords(url):
         yield url
         return
+    if url:
+        import warnings
+
+        warnings.warn("TEST_POSTGRES_URL's server accepts any password (trust); the integrations' "
+                      "target database runs on a throwaway server instead", stacklevel=1)
     from credtool import localpg
 
     server = localpg.start()
@@ -200,6 +225,10 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, moto_ser
     if settings.CELERY_BROKER_URL.startswith("filesystem://") and broker_dir.exists():
         shutil.rmtree(broker_dir)  # leftovers of an aborted run must not execute now
         broker_dir.mkdir(parents=True)
+    else:
+        from credtool.celery import app
+
+        app.control.purge()
     worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log",
                           {"CREDTOOL_APP_ENV_GREETING": "hello from the worker",
                            "CREDTOOL_APP_ENV_DB_PASSWORD": "hunter2-very-secret",

@@ -1,0 +1,190 @@
+"""``make demo``: the whole fetched-credentials flow on one machine, ready to click.
+
+Starts a local AWS Secrets Manager (moto's server mode), a throwaway PostgreSQL
+with a small ``orders`` table, the web server and a worker, and seeds exactly
+the flow of the docs: the secret ``postgresSecrets``, the workflow
+``getSecrets`` and a PostgreSQL integration whose fields are bindings.
+Its data lives in var/demo/ and goes when the demo stops.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_VAR = ROOT / "var" / "demo"
+DEMO_USER, DEMO_PASSWORD = "demo", "demo"
+
+# The reference page's step, reaching the local endpoint through Env.aws_endpoint_url.
+GET_SECRETS_CODE = '''\
+import boto3
+import json
+from botocore.exceptions import ClientError
+
+secret_name = "postgresSecrets"
+region_name = "us-east-1"
+
+session = boto3.session.Session()
+client = session.client(
+    service_name="secretsmanager",
+    region_name=region_name,
+    endpoint_url=Env.aws_endpoint_url,
+    aws_access_key_id=Env.aws_access_key_id,
+    aws_secret_access_key=Env.aws_secret_access_key,
+)
+try:
+    response = client.get_secret_value(SecretId=secret_name)
+except ClientError as e:
+    # ResourceNotFoundException, AccessDeniedException, DecryptionFailure...
+    raise e
+else:
+    secret = response["SecretString"]
+
+return json.loads(secret)
+'''
+
+BINDINGS = {
+    "host": "{{getSecrets.response.host}}",
+    "port": "{{getSecrets.response.port}}",
+    "database": "{{getSecrets.response.dbname}}",
+    "username": "{{getSecrets.response.username}}",
+    "password": "{{getSecrets.response.password}}",
+    "sslmode": "prefer",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:g} s")
+
+
+def seed_database(superuser_url: str, password: str) -> None:
+    import psycopg
+
+    with psycopg.connect(superuser_url, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE shop_app LOGIN PASSWORD '{password}'")
+        conn.execute("CREATE DATABASE shop OWNER shop_app")
+    with psycopg.connect(superuser_url, dbname="shop", autocommit=True) as conn:
+        conn.execute("SET ROLE shop_app")
+        conn.execute("""
+            CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, total numeric(10, 2) NOT NULL,
+                                 status text NOT NULL, ordered_at timestamptz NOT NULL DEFAULT now());
+            INSERT INTO orders (customer, total, status, ordered_at)
+            SELECT (ARRAY['Ada Lovelace', 'Grace Hopper', 'Alan Turing', 'Edsger Dijkstra', 'Barbara Liskov'])[1 + g % 5],
+                   round((random() * 500)::numeric, 2),
+                   (ARRAY['paid', 'shipped', 'refunded', 'pending'])[1 + g % 4],
+                   now() - (g || ' hours')::interval
+            FROM generate_series(1, 250) AS g;
+        """)
+
+
+def seed_app(port: int) -> None:
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+
+    from integrations.models import Integration
+    from workflows.models import Step, Workflow
+
+    call_command("migrate", verbosity=0)
+    User = get_user_model()
+    if not User.objects.filter(username=DEMO_USER).exists():
+        User.objects.create_superuser(DEMO_USER, "", DEMO_PASSWORD)
+    workflow, _ = Workflow.objects.get_or_create(
+        name="getSecrets", defaults={"description": "Reads postgresSecrets from AWS Secrets Manager"})
+    workflow.steps.all().delete()
+    Step.objects.create(workflow=workflow, position=0, name="getSecret", code=GET_SECRETS_CODE, timeout_s=30)
+    Integration.objects.update_or_create(
+        name="Shop orders", defaults=dict(
+            kind="postgres", fetch_credentials=True, credentials_workflow=workflow, credentials_cache_s=300,
+            config=BINDINGS, secrets_encrypted=""))
+
+
+def main() -> None:
+    shutil.rmtree(DEMO_VAR, ignore_errors=True)
+    DEMO_VAR.mkdir(parents=True)
+    os.environ.update(CREDTOOL_VAR_DIR=str(DEMO_VAR), DJANGO_SETTINGS_MODULE="credtool.settings")
+    os.environ.pop("DATABASE_URL", None)
+    sys.path.insert(0, str(ROOT))
+    from credtool import localpg
+
+    processes: list[subprocess.Popen] = []
+    postgres = localpg.start()
+    try:
+        db_password = secrets.token_urlsafe(12)
+        seed_database(postgres.url, db_password)
+
+        moto_port = free_port()
+        moto_url = f"http://127.0.0.1:{moto_port}"
+        processes.append(subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_http(moto_url + "/moto-api/")
+        import boto3
+
+        aws = {"aws_access_key_id": "demo-access-key", "aws_secret_access_key": "demo-secret-key"}
+        boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_url, **aws).create_secret(
+            Name="postgresSecrets", SecretString=json.dumps({
+                "host": "127.0.0.1", "port": postgres.port, "dbname": "shop",
+                "username": "shop_app", "password": db_password}))
+
+        web_port = int(os.environ.get("PORT", "8000"))
+        seed_app(web_port)
+        worker_env = {**os.environ,
+                      "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_url,
+                      "CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID": aws["aws_access_key_id"],
+                      "CREDTOOL_APP_ENV_AWS_SECRET_ACCESS_KEY": aws["aws_secret_access_key"]}
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "credtool", "worker", "--loglevel=INFO"], cwd=ROOT, env=worker_env))
+        processes.append(subprocess.Popen(
+            [sys.executable, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"], cwd=ROOT))
+        wait_http(f"http://127.0.0.1:{web_port}/accounts/login/")
+        print(f"""
+  credtool demo is up: http://127.0.0.1:{web_port}/   (log in as {DEMO_USER} / {DEMO_PASSWORD})
+
+  - Workflows › getSecrets reads the secret postgresSecrets from AWS Secrets Manager (moto, {moto_url})
+  - Integrations › Shop orders fetches its credentials with it: open it and click Run query
+    (try: select status, count(*), sum(total) from orders group by status)
+  Ctrl+C stops everything.
+""", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        postgres.stop()
+
+
+if __name__ == "__main__":
+    main()
