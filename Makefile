@@ -14,6 +14,7 @@ help:
 	@echo "make run    - the app on http://$(HOST):$(PORT)/ and its Celery worker (embedded defaults)"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
+	@echo "make bench  - the benchmark: bench/results.json and a table"
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +51,10 @@ run: $(VENV)/.runtime system-packages migrate
 # The fetched-credentials flow, seeded: local Secrets Manager (moto), a throwaway PostgreSQL, app and worker.
 demo: $(VENV)/.dev system-packages
 	$(PY) -m credtool.demo
+
+# Side-by-side figures (p50/p95) printed as a table and written to bench/results.json.
+bench: $(VENV)/.dev system-packages
+	$(PY) -m bench
 
 test: $(VENV)/.dev system-packages browser-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
