@@ -108,6 +108,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "credtool.security.SecurityHeadersMiddleware",
 ]
 
 ROOT_URLCONF = "credtool.urls"
@@ -155,6 +156,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# --- Web hardening (SecurityMiddleware and friends) ---------------------------------
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx sends the token from the page, not the cookie
+SESSION_COOKIE_SAMESITE = "Lax"
+if not DEBUG:
+    # Production: HTTPS only (a proxy in front terminates TLS and sets X-Forwarded-Proto).
+    SECURE_SSL_REDIRECT = env_bool("CREDTOOL_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env_int("CREDTOOL_HSTS_SECONDS", 31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env_bool("CREDTOOL_HSTS_PRELOAD", True)
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "integrations:list"
 LOGOUT_REDIRECT_URL = "login"

@@ -170,7 +170,7 @@ def test_the_apps_settings_cannot_be_imported(pool):
 
 
 def test_the_working_directory_is_empty(pool):
-    assert run(pool, "import os\nreturn [os.getcwd(), os.listdir('.')]").output == ["/tmp", []]
+    assert run(pool, "import os\nreturn [os.getcwd(), os.listdir('.')]").output == ["/step", []]
 
 
 def test_boto3_is_importable(pool):

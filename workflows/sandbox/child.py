@@ -1,28 +1,44 @@
 """The sandboxed interpreter's entry point: runs ONE step, then exits.
 
-Started as ``python -I child.py`` (isolated mode: no PYTHON* variables, no user
-site, not the project on sys.path), inside bubblewrap when available. It
-imports the heavy modules first, so that a pre-started process answers fast,
-then blocks on stdin for exactly one request. Nothing secret is in this process
-until that request arrives. Imports only the standard library and outputs.py
-(bound next to this file).
+Started as ``python -I child.py OUTPUTS_PY`` (isolated mode: no PYTHON*
+variables, no user site, not the project on sys.path), inside bubblewrap when
+available. Imports only the standard library and outputs.py (by file path, so
+the step cannot ``import`` our files by accident).
+
+Protocol, on the pipes the parent holds:
+1. preload the heavy modules (boto3), then write ``R`` on stdout: ready;
+2. read ONE JSON request from stdin until EOF: code, step_name, steps, params,
+   env, limits, uid/gid. Nothing secret is in this process before this point;
+3. set the limits (hard = soft, so the step cannot raise them), become the
+   unprivileged user, point fds 0-2 at /dev/null and ``sys.stdout``/``stderr``
+   at capped buffers, run the code as the body of a function;
+4. write ONE JSON result on the original stdout (kept on a private, close-on-exec
+   fd): ok, output, stdout, stderr, duration_ms, error {type, message, line}.
 """
 from __future__ import annotations
 
 import ast
 import builtins
+import importlib.util
 import io
 import json
+import math
 import os
 import resource
 import sys
 import time
 import traceback
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import outputs  # noqa: E402  (the sibling file, not a package import)
+PRELOAD = ("boto3", "botocore.exceptions", "base64", "datetime", "decimal", "hashlib", "hmac", "re",
+           "urllib.request", "uuid")
+MB = 1024 * 1024
 
-PRELOAD = ("boto3", "botocore.session", "botocore.exceptions", "base64", "datetime", "decimal", "uuid", "hashlib")
+
+def load_outputs(path: str):
+    spec = importlib.util.spec_from_file_location("credtool_step_outputs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def preload() -> None:
@@ -34,8 +50,8 @@ def preload() -> None:
         except Exception:  # a missing optional module must not stop plain steps
             pass
     try:
-        # Build botocore's loader caches now: the first client() otherwise reads
-        # and parses its JSON models on the step's clock.
+        # Builds botocore's endpoint data and the service model caches now
+        # rather than on the step's clock.
         import boto3
 
         boto3.session.Session().client("secretsmanager", region_name="us-east-1",
@@ -45,6 +61,10 @@ def preload() -> None:
 
 
 class CappedText(io.TextIOBase):
+    """A text stream that keeps the first ``limit`` characters and notes the rest was cut."""
+
+    encoding = "utf-8"
+
     def __init__(self, limit: int) -> None:
         self.limit, self.parts, self.size, self.truncated = limit, [], 0, False
 
@@ -64,14 +84,12 @@ class CappedText(io.TextIOBase):
 
     def value(self) -> str:
         text = "".join(self.parts)
-        return text + (f"\n[truncated: output over {self.limit // 1024} KiB]" if self.truncated else "")
-
-
-class StepFailure(Exception):
-    """An error in the user's use of Env/params, reported as such."""
+        return text + (f"\n[truncated: more than {self.limit // 1024} KiB]" if self.truncated else "")
 
 
 class _Env:
+    """``Env.aws_access_key_id`` reads CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID as the worker passed it."""
+
     def __init__(self, values: dict[str, str]) -> None:
         object.__setattr__(self, "_values", values)
 
@@ -81,37 +99,56 @@ class _Env:
         variable = "CREDTOOL_APP_ENV_" + name.upper()
         values = object.__getattribute__(self, "_values")
         if variable not in values:
-            raise StepFailure(f"Env.{name} is not set: the worker has no {variable}")
+            # AttributeError, so hasattr(Env, "x") and getattr(Env, "x", default) work.
+            raise AttributeError(f"Env.{name} is not set: the worker has no {variable}")
         return values[variable]
 
     def __setattr__(self, name: str, value: object) -> None:
-        raise StepFailure("Env is read-only")
+        raise AttributeError("Env is read-only")
 
     def __repr__(self) -> str:
         return "Env(...)"
 
 
 class _Params:
+    """The workflow's parameters: ``params.region`` or ``params["region"]``."""
+
     def __init__(self, values: dict) -> None:
         object.__setattr__(self, "_values", values)
+
+    def _missing(self, name: str) -> str:
+        known = ", ".join(sorted(object.__getattribute__(self, "_values"))) or "none"
+        return f"params.{name} is not defined (parameters: {known})"
 
     def __getattr__(self, name: str) -> object:
         if name.startswith("__"):
             raise AttributeError(name)
         values = object.__getattribute__(self, "_values")
         if name not in values:
-            known = ", ".join(sorted(values)) or "none"
-            raise StepFailure(f"params.{name} is not defined (parameters: {known})")
+            raise AttributeError(self._missing(name))
         return values[name]
 
     def __getitem__(self, name: str) -> object:
-        return self.__getattr__(name)
+        values = object.__getattribute__(self, "_values")
+        if name not in values:
+            raise _MissingKey(self._missing(name))
+        return values[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in object.__getattribute__(self, "_values")
 
     def __repr__(self) -> str:
         return f"params({', '.join(sorted(object.__getattribute__(self, '_values')))})"
 
 
+class _MissingKey(KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
 class _StepRef:
+    """An earlier step, as the code sees it: ``first.output["n"]``."""
+
     def __init__(self, name: str, output: object) -> None:
         self.name, self.output = name, output
 
@@ -120,28 +157,30 @@ class _StepRef:
 
 
 def compile_step(code: str, filename: str):
-    """The body becomes a function, as an AST, so line numbers stay the user's own."""
+    """The body becomes a function's body as an AST, so line numbers stay the user's own."""
     module = ast.parse(code, filename=filename)
     function = ast.FunctionDef(
         name="__step__", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[], kw_defaults=[], defaults=[]),
         body=module.body or [ast.Pass()], decorator_list=[], returns=None, type_params=[],
+        lineno=1, col_offset=0,
     )
-    ast.copy_location(function, module.body[0] if module.body else function)
-    if not module.body:
-        function.lineno, function.col_offset = 1, 0
     wrapped = ast.Module(body=[function], type_ignores=[])
     ast.fix_missing_locations(wrapped)
     return compile(wrapped, filename, "exec")
 
 
 def set_limits(limits: dict) -> None:
-    mb = 1024 * 1024
-    cpu = int(limits["cpu_s"])
+    # RLIMIT_CPU counts the whole process: add what the imports already used.
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = math.ceil(usage.ru_utime + usage.ru_stime) + int(limits["cpu_s"])
+    # SIGXCPU at the soft limit ends the step (reported as a timeout); the
+    # hard limit, a second later, is SIGKILL for a step that ignores SIGXCPU.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (limits["memory_mb"] * mb, limits["memory_mb"] * mb))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_size_mb"] * mb, limits["file_size_mb"] * mb))
-    resource.setrlimit(resource.RLIMIT_NPROC, (limits["processes"], limits["processes"]))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for kind, value in ((resource.RLIMIT_AS, limits["memory_mb"] * MB),
+                        (resource.RLIMIT_FSIZE, limits["file_size_mb"] * MB),
+                        (resource.RLIMIT_NPROC, limits["processes"]),
+                        (resource.RLIMIT_CORE, 0)):
+        resource.setrlimit(kind, (value, value))
 
 
 def drop_privileges(uid: int | None, gid: int | None) -> None:
@@ -149,9 +188,8 @@ def drop_privileges(uid: int | None, gid: int | None) -> None:
         return
     os.setgroups([])
     os.setgid(gid if gid is not None else uid)
-    os.setuid(uid)
-    # Losing root also clears every capability; check it stuck.
-    if os.getuid() == 0 or os.geteuid() == 0:
+    os.setuid(uid)  # also clears every capability
+    if 0 in (os.getuid(), os.geteuid(), os.getgid(), os.getegid()):
         raise RuntimeError("could not drop root")
 
 
@@ -161,65 +199,84 @@ def error_line(exc: BaseException, filename: str) -> int | None:
     line = None
     for frame in traceback.extract_tb(exc.__traceback__):
         if frame.filename == filename:
-            line = frame.lineno
+            line = frame.lineno  # the deepest frame in the user's code
     return line
 
 
+def describe(exc: BaseException, filename: str, limits: dict, outputs) -> dict:
+    if isinstance(exc, MemoryError):
+        kind, message = "MemoryError", f"the step ran out of memory (limit {limits['memory_mb']} MB)"
+    elif isinstance(exc, SyntaxError):
+        kind, message = type(exc).__name__, exc.msg
+    elif isinstance(exc, outputs.OutputError):
+        kind, message = "OutputError", str(exc)
+    else:
+        kind = type(exc).__name__
+        message = str(exc) or kind
+    return {"type": kind, "message": message, "line": error_line(exc, filename)}
+
+
+def size_text(n: int) -> str:
+    if n < MB // 10:
+        return f"{math.ceil(n / 1024)} KB"
+    return f"{n / MB:.1f}".removesuffix(".0") + " MB"
+
+
 def main() -> None:
+    outputs = load_outputs(sys.argv[1])
     preload()
-    os.write(1, b"R")  # ready: the parent starts the step's clock when it sends the request
-    request = json.loads(sys.stdin.buffer.read() or b"{}")
+    os.write(1, b"R")
+    raw = sys.stdin.buffer.read()
+    if not raw:  # the pool shut down before handing this child out
+        os._exit(0)
+    request = json.loads(raw)
+    del raw
     limits = request["limits"]
     filename = f"<step {request['step_name']}>"
-    result_fd = os.dup(1)
+    result_fd = os.dup(1)  # close-on-exec: the step's own subprocesses do not get it
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    os.close(devnull)
     stdout, stderr = CappedText(limits["stream_bytes"]), CappedText(limits["stream_bytes"])
     result: dict = {"ok": False, "output": None, "error": None}
+    main_pid = os.getpid()
     started = time.perf_counter()
     try:
         set_limits(limits)
         drop_privileges(request.get("uid"), request.get("gid"))
-        sys.stdout, sys.stderr = stdout, stderr
-        namespace: dict = {"__name__": "__step__", "__builtins__": builtins,
-                           "Env": _Env(request["env"]), "params": _Params(request["params"])}
+    except Exception as exc:  # never run user code without its limits
+        result["error"] = {"type": "SandboxError", "message": f"could not confine the step: {exc}", "line": None}
+    else:
+        namespace: dict = {"__name__": "__step__", "__builtins__": builtins}
         for name, output in request["steps"].items():
             namespace[name] = _StepRef(name, output)
-        code = compile_step(request["code"], filename)
-        exec(code, namespace)
-        value = outputs.to_json(namespace["__step__"]())
-        encoded = json.dumps(value, ensure_ascii=False)
-        if len(encoded.encode()) > limits["output_bytes"]:
-            size = len(encoded.encode())
-            raise StepFailure(f"step output is {_size(size)}, over the {_size(limits['output_bytes'])} limit")
-        result.update(ok=True, output=value)
-    except MemoryError:
-        result["error"] = {"type": "MemoryError",
-                           "message": f"the step ran out of memory (limit {limits['memory_mb']} MB)", "line": None}
-    except BaseException as exc:  # SystemExit and KeyboardInterrupt are step errors too
-        kind = "Error" if isinstance(exc, StepFailure) else type(exc).__name__
-        message = exc.msg if isinstance(exc, SyntaxError) else str(exc)
-        if isinstance(exc, outputs.OutputError):
-            kind = "OutputError"
-        result["error"] = {"type": kind, "message": message or kind, "line": error_line(exc, filename)}
-    finally:
-        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        namespace.update(Env=_Env(request["env"]), params=_Params(request["params"]))
+        try:
+            sys.stdout, sys.stderr = stdout, stderr
+            exec(compile_step(request["code"], filename), namespace)
+            value = namespace["__step__"]()
+            if os.getpid() != main_pid:
+                os._exit(0)  # a process the step forked never answers for it
+            value = outputs.to_json(value)
+            size = len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+            if size > limits["output_bytes"]:
+                raise outputs.OutputError(
+                    f"step output is {size_text(size)}, over the {size_text(limits['output_bytes'])} limit")
+            result.update(ok=True, output=value)
+            del value
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt are the step's errors too
+            if os.getpid() != main_pid:
+                os._exit(1)
+            result["error"] = describe(exc, filename, limits, outputs)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     result.update(duration_ms=(time.perf_counter() - started) * 1000, stdout=stdout.value(), stderr=stderr.value())
-    try:
-        payload = json.dumps(result, ensure_ascii=False).encode()
-    except (TypeError, ValueError) as exc:
-        payload = json.dumps({"ok": False, "output": None, "stdout": "", "stderr": "",
-                              "duration_ms": result["duration_ms"],
-                              "error": {"type": "OutputError", "message": str(exc), "line": None}}).encode()
+    payload = json.dumps(result).encode()  # ASCII escapes: lone surrogates survive the trip
     view = memoryview(payload)
     while view:
         view = view[os.write(result_fd, view):]
     os._exit(0)
-
-
-def _size(n: int) -> str:
-    return f"{n / 1024 / 1024:.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,251 @@
+"""How a sandboxed interpreter is started: bubblewrap when it works, else a plain process.
+
+The worker that calls us holds SECRET_KEY, DATABASE_URL, the Fernet keys and the
+broker URL in its environment and memory, and can read the project tree. A child
+started here gets none of that:
+
+- a fresh interpreter by fork+exec (``subprocess.Popen``, no ``preexec_fn``),
+  in a new session, with an environment of five fixed variables;
+- under bubblewrap: new PID, IPC, UTS (and cgroup) namespaces, so the worker's
+  ``/proc/<pid>`` is out of sight; a mount namespace holding only ``/usr``, a
+  few files of ``/etc`` (DNS, TLS, users), the Python installation, the
+  virtualenv, the two files of the child, a fresh ``/proc``, a minimal ``/dev``
+  and an empty tmpfs as the working directory; ``no_new_privs`` and nosuid mounts.
+
+Why no ``--unshare-user`` when we are root: bubblewrap maps the sandbox's user to
+the caller's, so a root worker's steps would still be uid 0 to the kernel, where
+RLIMIT_NPROC does not apply and every root-owned file in reach is the step's own.
+Instead the child starts as root holding only CAP_SETUID/CAP_SETGID, imports its
+modules, and when the request comes sets its limits and becomes the unprivileged
+``credtool-sandbox`` user (which also makes an iptables owner match possible).
+A non-root worker uses a user namespace, as bubblewrap intends.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+CHILD = HERE / "child.py"
+OUTPUTS = HERE.parent / "outputs.py"
+SANDBOX_USER = "credtool-sandbox"  # created by `make system-packages`
+NOBODY = 65534
+WORK_DIR = "/tmp"
+WORK_DIR_BYTES = 64 * 1024 * 1024
+# /etc pieces that name resolution, TLS and user lookups read; nothing else of /etc.
+ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
+             "/etc/ssl/certs", "/etc/ssl/openssl.cnf", "/etc/ca-certificates", "/etc/localtime",
+             "/etc/passwd", "/etc/group")
+CHILD_ENV = {
+    "PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": WORK_DIR, "TMPDIR": WORK_DIR,
+    "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+    # botocore would otherwise fall back to the instance's role on EC2 when a step
+    # gives no keys; a step's AWS identity must come from Env, explicitly.
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+@dataclass(frozen=True)
+class Isolation:
+    mode: str  # "bubblewrap" or "process"
+    uid: int | None  # the user steps run as; None: the worker's own
+    gid: int | None
+    warning: str = ""
+
+
+@dataclass
+class Child:
+    """A started sandbox process, and the work directory to remove after it (plain mode)."""
+
+    process: subprocess.Popen
+    workdir: Path | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+_detected: Isolation | None = None
+_detect_lock = threading.Lock()
+
+
+def isolation() -> Isolation:
+    """How steps are isolated on this machine: checked once per process, then cached."""
+    global _detected
+    with _detect_lock:
+        if _detected is None:
+            _detected = _detect()
+            if _detected.warning:
+                log.warning("workflow sandbox: %s", _detected.warning)
+        return _detected
+
+
+def isolation_status() -> str:
+    """One line for start-up logs: how steps are isolated, or the warning to show."""
+    found = isolation()
+    if found.warning:
+        return found.warning
+    who = SANDBOX_USER if found.uid is not None and _user_name(found.uid) == SANDBOX_USER else f"uid {found.uid}"
+    return f"workflow steps run in bubblewrap as {who if found.uid is not None else 'the worker user'}"
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def sandbox_ids() -> tuple[int | None, int | None]:
+    """The unprivileged user a root worker's steps become; None when the worker is not root."""
+    if os.geteuid() != 0:
+        return None, None
+    try:
+        entry = pwd.getpwnam(SANDBOX_USER)
+        return entry.pw_uid, entry.pw_gid
+    except KeyError:
+        # nobody works, but shares its process count (RLIMIT_NPROC) with other daemons.
+        return NOBODY, NOBODY
+
+
+def _detect() -> Isolation:
+    uid, gid = sandbox_ids()
+    if shutil.which("bwrap"):
+        probe = Isolation("bubblewrap", uid, gid)
+        try:
+            done = subprocess.run(bwrap_argv(probe) + [sys.executable, "-I", "-c", "print(6 * 7)"],
+                                  capture_output=True, env=CHILD_ENV, timeout=30)
+            if done.returncode == 0 and done.stdout.strip() == b"42":
+                return probe
+            reason = done.stderr.decode(errors="replace").strip()[-300:] or f"exit code {done.returncode}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = str(exc)
+        return _plain(f"bubblewrap failed to start ({reason})")
+    return _plain("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package")
+
+
+def _plain(why: str) -> Isolation:
+    uid, gid = sandbox_ids()
+    if uid is not None and not _reachable_by_others(_prefixes()):
+        # The unprivileged user could not even start Python (e.g. pyenv under a 0700 /root).
+        return Isolation("process", None, None, f"{why}. Workflow steps run in plain processes AS ROOT: "
+                         "they can read the project's files and the worker's /proc entries")
+    who = "as the worker's user, so they can read the worker's /proc entries and" if uid is None else \
+        f"as {_user_name(uid)}, but"
+    return Isolation("process", uid, gid, f"{why}. Workflow steps run in plain processes {who} "
+                     "can read every world-readable file, including the project's source")
+
+
+def _prefixes() -> list[str]:
+    """The Python installation and the virtualenv: what the child must be able to read."""
+    found = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), os.path.abspath(sys.prefix)}
+    return sorted(p for p in found if not p.startswith("/usr/") and p != "/usr")
+
+
+def _reachable_by_others(paths: list[str]) -> bool:
+    for path in paths:
+        for directory in [Path(path), *Path(path).parents]:
+            try:
+                if not os.stat(directory).st_mode & stat.S_IXOTH:
+                    return False
+            except OSError:
+                return False
+    return True
+
+
+def bwrap_argv(found: Isolation) -> list[str]:
+    """bwrap and its options, up to (not including) the command."""
+    argv = ["bwrap", "--die-with-parent", "--new-session",
+            "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    if os.geteuid() == 0:
+        # Enough to drop to the sandbox user later, nothing more.
+        argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    else:
+        argv += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
+    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    # bwrap makes the missing parents of a bind 0700 and root-owned: the step, once
+    # unprivileged, could not reach them, so every parent is made 0755 first.
+    made: set[str] = set()
+
+    def parents(path: str) -> list[str]:
+        args = []
+        for parent in reversed(Path(path).parents[:-1]):
+            if str(parent) not in made:
+                made.add(str(parent))
+                args += ["--perms", "0755", "--dir", str(parent)]
+        return args
+
+    for path in ETC_FILES:
+        if os.path.exists(path):
+            argv += parents(path) + ["--ro-bind", path, path]
+    for prefix in _prefixes():
+        argv += parents(prefix) + ["--ro-bind", prefix, prefix]
+    return argv + [
+        "--proc", "/proc", "--dev", "/dev",
+        "--perms", "01777", "--size", str(WORK_DIR_BYTES), "--tmpfs", WORK_DIR,
+        *parents("/sandbox/child.py"),
+        "--ro-bind", str(CHILD), "/sandbox/child.py", "--ro-bind", str(OUTPUTS), "/sandbox/outputs.py",
+        "--chdir", WORK_DIR, "--clearenv",
+        *[arg for name, value in CHILD_ENV.items() for arg in ("--setenv", name, value)],
+    ]
+
+
+def spawn(found: Isolation) -> Child:
+    """Start one child: it imports its modules, says it is ready, and waits for one request."""
+    if found.mode == "bubblewrap":
+        argv = bwrap_argv(found) + [sys.executable, "-I", "/sandbox/child.py", "/sandbox/outputs.py"]
+        return Child(_popen(argv, cwd="/", env=CHILD_ENV))
+    workdir = Path(tempfile.mkdtemp(prefix="credtool-step-"))
+    try:
+        if found.uid is not None:
+            os.chown(workdir, found.uid, found.gid if found.gid is not None else found.uid)
+        env = {**CHILD_ENV, "HOME": str(workdir), "TMPDIR": str(workdir)}
+        # Popen changes user in C between fork and exec: safe in a threaded worker.
+        user = {"user": found.uid, "group": found.gid, "extra_groups": []} if found.uid is not None else {}
+        return Child(_popen([sys.executable, "-I", str(CHILD), str(OUTPUTS)], cwd=str(workdir), env=env, **user),
+                     workdir)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+def _popen(argv: list[str], *, cwd: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            cwd=cwd, env=env, start_new_session=True, close_fds=True, **kwargs)
+
+
+def stop(child: Child) -> None:
+    """Kill the child and everything it started, reap it, remove its work directory."""
+    try:
+        # The process group: the child itself, or bwrap (whose death tears down the
+        # whole PID namespace, --new-session processes included).
+        os.killpg(child.process.pid, 9)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        child.process.kill()
+    except ProcessLookupError:
+        pass
+    child.process.wait()
+    for stream in (child.process.stdin, child.process.stdout, child.process.stderr):
+        try:
+            stream.close()
+        except OSError:
+            pass
+    if child.workdir is not None:
+        shutil.rmtree(child.workdir, ignore_errors=True)
