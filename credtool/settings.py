@@ -92,9 +92,11 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.forms",
     "django_htmx",
-    "accounts",
+    "audit",
     "workflows",
     "integrations",
+    # Last: its post_migrate handler gives the roles the permissions of the apps above.
+    "accounts",
 ]
 
 MIDDLEWARE = [

@@ -12,4 +12,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("integrations/", include("integrations.urls")),
     path("workflows/", include("workflows.urls")),
+    path("audit/", include("audit.urls")),
 ]

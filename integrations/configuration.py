@@ -36,6 +36,7 @@ def save(form: IntegrationForm, user: AbstractBaseUser | None) -> Integration:
             secrets[name] = values[name]
     integration.name = form.cleaned_data["name"]
     integration.statement_timeout_s = form.cleaned_data["statement_timeout_s"]
+    integration.read_only = form.cleaned_data.get("read_only", False)
     integration.fetch_credentials = fetching
     integration.credentials_workflow = form.cleaned_data.get("credentials_workflow") if fetching else None
     cache_s = form.cleaned_data.get("credentials_cache_s")
@@ -45,4 +46,6 @@ def save(form: IntegrationForm, user: AbstractBaseUser | None) -> Integration:
     if integration.pk:
         integration.revision += 1
     integration.save()
+    if "shared_with" in form.cleaned_data:
+        integration.shared_with.set(form.cleaned_data["shared_with"])
     return integration

@@ -76,6 +76,7 @@ def execute(run_id: int) -> None:
                 timeout_s=integration.statement_timeout_s,
                 cancel=token,
                 connect_timeout=settings.QUERY_CONNECT_TIMEOUT_S,
+                read_only=integration.read_only,
             )
 
         result = with_credentials(integration, query)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 
 from workflows.bindings import BindingError, has_bindings, parse
 from workflows.models import Workflow
@@ -53,6 +54,15 @@ class IntegrationForm(forms.Form):
         label="Statement timeout (seconds)", initial=30, min_value=1, max_value=3600,
         help_text="A query running longer than this is stopped by the database.",
     )
+    read_only = forms.BooleanField(
+        label="Read-only", required=False,
+        help_text="Queries run in a read-only transaction: the database refuses writes and DDL.",
+    )
+    shared_with = forms.ModelMultipleChoiceField(
+        label="Shared with", required=False, queryset=get_user_model().objects.filter(is_active=True),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Runners who may query this integration (they never see its configuration).",
+    )
 
     def __init__(self, *args: Any, kind: Kind, instance: Integration | None = None, **kwargs: Any) -> None:
         super().__init__(*args, label_suffix="", **kwargs)
@@ -70,7 +80,8 @@ class IntegrationForm(forms.Form):
             self.initial.update(
                 name=instance.name, statement_timeout_s=instance.statement_timeout_s,
                 fetch_credentials=instance.fetch_credentials, credentials_workflow=instance.credentials_workflow_id,
-                credentials_cache_s=instance.credentials_cache_s, **instance.config,
+                credentials_cache_s=instance.credentials_cache_s, read_only=instance.read_only,
+                shared_with=list(instance.shared_with.values_list("pk", flat=True)), **instance.config,
             )
 
     def kind_field_names(self) -> list[str]:
@@ -91,6 +102,10 @@ class IntegrationForm(forms.Form):
             for name in self.kind_field_names()
             if name in self.cleaned_data and not (name in secret and not self.cleaned_data.get(name))
         }
+
+    def changed_fields(self) -> list[str]:
+        """Names of the fields the user changed: for the audit log, never their values."""
+        return sorted(self.changed_data)
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"].strip()

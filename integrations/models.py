@@ -33,6 +33,10 @@ class Integration(models.Model):
     credentials_cache_s = models.PositiveIntegerField(
         "Cache credentials for (seconds)", default=300, validators=[MaxValueValidator(86400)],
     )
+    # Runners see and query only the integrations shared with them.
+    shared_with = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_integrations")
+    read_only = models.BooleanField(
+        "Read-only", default=False, help_text="Queries run in a read-only transaction: no writes, no DDL.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -43,6 +47,7 @@ class Integration(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("run_query", "Can run queries")]
 
     def __str__(self) -> str:
         return self.name

@@ -4,6 +4,8 @@ import csv
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -11,6 +13,8 @@ from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.access import integrations_for
+from audit.log import record
 from workflows import runner as workflow_runner
 from workflows.models import Workflow, WorkflowRun
 
@@ -19,9 +23,14 @@ from .forms import IntegrationForm, QueryForm
 from .models import ConnectionCheck, Integration, QueryRun
 
 
+def _can(perm: str):
+    return permission_required(perm, raise_exception=True)
+
+
 @require_GET
+@_can("integrations.view_integration")
 def integration_list(request: HttpRequest) -> HttpResponse:
-    integrations = Integration.objects.all()
+    integrations = integrations_for(request.user)
     return render(request, "integrations/integration_list.html", {"integrations": integrations})
 
 
@@ -35,11 +44,13 @@ def _kind_from(request: HttpRequest, default: str | None = None) -> kinds.Kind:
 
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
+@_can("integrations.add_integration")
 def integration_create(request: HttpRequest) -> HttpResponse:
     kind = _kind_from(request)
     form = IntegrationForm(request.POST or None, kind=kind)
     if request.method == "POST" and form.is_valid():
         integration = configuration.save(form, request.user)
+        record(request, "create", integration, fields=form.changed_fields())
         messages.success(request, f"Integration “{integration.name}” was created.")
         return redirect(integration)
     if request.htmx and request.method == "GET":
@@ -50,11 +61,13 @@ def integration_create(request: HttpRequest) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 @require_http_methods(["GET", "POST"])
+@_can("integrations.change_integration")
 def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(Integration, pk=pk)
     form = IntegrationForm(request.POST or None, kind=integration.kind_impl, instance=integration)
     if request.method == "POST" and form.is_valid():
         configuration.save(form, request.user)
+        record(request, "change", integration, fields=form.changed_fields())
         messages.success(request, f"Integration “{integration.name}” was saved.")
         return redirect(integration)
     context = {"form": form, "integration": integration}
@@ -69,12 +82,15 @@ def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@_can("integrations.delete_integration")
 def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(Integration, pk=pk)
     if request.method == "POST":
         name = integration.name
         try:
-            integration.delete()
+            with transaction.atomic():  # a refused delete leaves no audit event
+                record(request, "delete", integration)
+                integration.delete()
         except ProtectedError:
             messages.error(request, f"“{name}” is still in use and was not deleted.")
             return redirect(integration)
@@ -85,6 +101,7 @@ def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @sensitive_post_parameters("password")
 @require_POST
+@_can("integrations.change_integration")
 def test_connection(request: HttpRequest) -> HttpResponse:
     integration, kind = _form_subject(request)
     form = IntegrationForm(request.POST, kind=kind, instance=integration)
@@ -96,11 +113,13 @@ def test_connection(request: HttpRequest) -> HttpResponse:
         return render(request, "integrations/_test_connection_result.html", {"field_errors": field_errors})
     workflow = form.cleaned_data.get("credentials_workflow") if form.cleaned_data.get("fetch_credentials") else None
     check = execution.submit_connection_check(kind.slug, form.values(), integration, request.user, workflow=workflow)
+    record(request, "test_connection", integration, kind=kind.slug)
     return render(request, "integrations/_test_connection_result.html", {"check": check})
 
 
 @sensitive_post_parameters("password")
 @require_POST
+@_can("integrations.change_integration")
 def preview_credentials(request: HttpRequest) -> HttpResponse:
     """"Run workflow" in the integration form: run it on a worker, then show its masked output
     and what each bound field resolves to. Polled with the form's current values."""
@@ -133,8 +152,9 @@ def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+@_can("integrations.view_integration")
 def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    integration = get_object_or_404(Integration, pk=pk)
+    integration = get_object_or_404(integrations_for(request.user), pk=pk)
     return render(request, "integrations/integration_detail.html", _detail_context(integration, QueryForm()))
 
 
@@ -143,23 +163,31 @@ def _detail_context(integration: Integration, form: QueryForm, run: QueryRun | N
     return {"integration": integration, "form": form, "run": run, "recent_runs": recent}
 
 
+def _runs_visible_to(request: HttpRequest):
+    return QueryRun.objects.filter(integration__in=integrations_for(request.user))
+
+
 @require_POST
+@_can("integrations.run_query")
 def run_query(request: HttpRequest, pk: int) -> HttpResponse:
-    integration = get_object_or_404(Integration, pk=pk)
+    integration = get_object_or_404(integrations_for(request.user), pk=pk)
     form = QueryForm(request.POST)
     if not form.is_valid():
         if request.htmx:
             return render(request, "integrations/_query_form_errors.html", {"form": form})
         return render(request, "integrations/integration_detail.html", _detail_context(integration, form))
     run = execution.submit(integration, form.cleaned_data["sql"], request.user)
+    record(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
     return redirect("integrations:run", pk=integration.pk, run_id=run.pk)
 
 
 @require_GET
+@_can("integrations.view_integration")
 def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(QueryRun.objects.select_related("integration", "user"), pk=run_id, integration_id=pk)
+    run = get_object_or_404(_runs_visible_to(request).select_related("integration", "user"), pk=run_id,
+                            integration_id=pk)
     if request.htmx:
         response = render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
         if run.is_final:
@@ -170,8 +198,9 @@ def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
 
 
 @require_POST
+@_can("integrations.run_query")
 def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(QueryRun.objects.select_related("integration"), pk=run_id, integration_id=pk)
+    run = get_object_or_404(_runs_visible_to(request).select_related("integration"), pk=run_id, integration_id=pk)
     run = execution.request_cancel(run)
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
@@ -179,8 +208,9 @@ def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
 
 
 @require_GET
+@_can("integrations.view_integration")
 def run_csv(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(QueryRun, pk=run_id, integration_id=pk)
+    run = get_object_or_404(_runs_visible_to(request), pk=run_id, integration_id=pk)
 
     class Echo:
         def write(self, value: str) -> str:

@@ -262,9 +262,23 @@ def wait_for_final(model, pk: int, timeout: float = 30):
 USER_PASSWORD = "correct horse battery staple"
 
 
+def make_user(django_user_model, username: str, role: str):
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(username, f"{username}@example.com", USER_PASSWORD)
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user("alice", "alice@example.com", USER_PASSWORD)
+    """Alice, a Builder: what most tests need."""
+    return make_user(django_user_model, "alice", "Builder")
+
+
+@pytest.fixture
+def runner(django_user_model):
+    return make_user(django_user_model, "rob", "Runner")
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ class Workflow(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [("run_workflow", "Can run workflows")]
 
     def __str__(self) -> str:
         return self.name

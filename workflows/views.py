@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from audit.log import record
 
 from . import editing, runner
 from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, StepFormSet, WorkflowForm, posted_rows,
@@ -14,7 +18,12 @@ from .models import Workflow, WorkflowRun
 STEP_FIELDS = ("name", "code", "timeout_s")
 
 
+def _can(perm: str):
+    return permission_required(perm, raise_exception=True)
+
+
 @require_GET
+@_can("workflows.view_workflow")
 def workflow_list(request: HttpRequest) -> HttpResponse:
     workflows = Workflow.objects.prefetch_related("steps")
     return render(request, "workflows/workflow_list.html", {"workflows": workflows})
@@ -27,6 +36,9 @@ def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
         params = ParameterFormSet(request.POST, prefix=PARAM_PREFIX)
         if form.is_valid() & steps.is_valid() & params.is_valid():  # & so every form shows its errors
             saved = editing.save(form, steps, params, request.user)
+            record(request, "change" if workflow else "create", saved,
+                   fields=sorted(set(form.changed_data) | ({"steps"} if steps.has_changed() else set())
+                                 | ({"parameters"} if params.has_changed() else set())))
             messages.success(request, f"Workflow “{saved.name}” was {'saved' if workflow else 'created'}.")
             return redirect(saved)
     else:
@@ -38,16 +50,19 @@ def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@_can("workflows.add_workflow")
 def workflow_create(request: HttpRequest) -> HttpResponse:
     return _editor(request, None)
 
 
 @require_http_methods(["GET", "POST"])
+@_can("workflows.change_workflow")
 def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
     return _editor(request, get_object_or_404(Workflow, pk=pk))
 
 
 @require_POST
+@_can("workflows.view_workflow")
 def edit_steps(request: HttpRequest) -> HttpResponse:
     """Add, remove or move a step in the editor; returns the steps, keeping what was typed."""
     rows = rearrange(posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS), request.POST.get("action", ""))
@@ -56,12 +71,15 @@ def edit_steps(request: HttpRequest) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@_can("workflows.delete_workflow")
 def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = get_object_or_404(Workflow, pk=pk)
     if request.method == "POST":
         name = workflow.name
         try:
-            workflow.delete()
+            with transaction.atomic():  # a refused delete leaves no audit event
+                record(request, "delete", workflow)
+                workflow.delete()
         except ProtectedError as exc:
             users = ", ".join(sorted(str(obj) for obj in exc.protected_objects))
             messages.error(request, f"“{name}” fetches credentials for {users}; change those integrations first.")
@@ -72,6 +90,7 @@ def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_GET
+@_can("workflows.view_workflow")
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = get_object_or_404(Workflow.objects.prefetch_related("steps"), pk=pk)
     return render(request, "workflows/workflow_detail.html", _detail_context(workflow))
@@ -83,16 +102,19 @@ def _detail_context(workflow: Workflow, run: WorkflowRun | None = None) -> dict:
 
 
 @require_POST
+@_can("workflows.run_workflow")
 def run_workflow(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = get_object_or_404(Workflow, pk=pk)
     params = {p["name"]: request.POST.get(f"param-{p['name']}", p.get("default", "")) for p in workflow.parameters}
     run = runner.submit(workflow, request.user, params=params)
+    record(request, "run_workflow", workflow, run=run.pk)
     if request.htmx:
         return render(request, "workflows/_workflow_run.html", {"run": run})
     return redirect("workflows:run_detail", pk=workflow.pk, run_id=run.pk)
 
 
 @require_GET
+@_can("workflows.view_workflow")
 def workflow_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
     run = get_object_or_404(WorkflowRun.objects.select_related("workflow", "user"), pk=run_id, workflow_id=pk)
     if request.htmx:

@@ -125,9 +125,11 @@ class Kind:
 
     def run_query(
         self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
-        connect_timeout: int = 5,
+        connect_timeout: int = 5, read_only: bool = False,
     ) -> QueryResult:
-        """Run ``sql``, returning at most ``max_rows`` rows; raise StageError or QueryCancelled."""
+        """Run ``sql``, returning at most ``max_rows`` rows; raise StageError or QueryCancelled.
+
+        ``read_only``: the database itself must refuse writes (not a check of the SQL text)."""
         raise NotImplementedError
 
     def forget(self, integration_id: int, *, keep: str | None = None) -> None:

@@ -122,19 +122,19 @@ class Postgres(Kind):
 
     def run_query(
         self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
-        connect_timeout: int = 5,
+        connect_timeout: int = 5, read_only: bool = False,
     ) -> QueryResult:
+        options = dict(max_rows=max_rows, timeout_s=timeout_s, cancel=cancel, connect_timeout=connect_timeout,
+                       read_only=read_only)
         try:
-            return self._run(creds, sql, max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
-                             connect_timeout=connect_timeout, fresh=False)
+            return self._run(creds, sql, fresh=False, **options)
         except _StaleConnection:
             # The pooled connection had died while idle (server restart, killed
             # session) before the user's statement was sent: a new one is safe.
-            return self._run(creds, sql, max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
-                             connect_timeout=connect_timeout, fresh=True)
+            return self._run(creds, sql, fresh=True, **options)
 
     def _run(self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
-             connect_timeout: int, fresh: bool) -> QueryResult:
+             connect_timeout: int, read_only: bool, fresh: bool) -> QueryResult:
         with _pool.connection(
             creds.integration_id, creds.fingerprint,
             lambda: self.connect(creds, connect_timeout=connect_timeout), fresh=fresh,
@@ -146,6 +146,8 @@ class Postgres(Kind):
                 if cancel.cancelled:
                     raise QueryCancelled()
                 with conn.transaction():
+                    if read_only:
+                        conn.execute("SET TRANSACTION READ ONLY")
                     conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
                     sql_sent = True
                     return _execute(conn, sql, max_rows=max_rows)

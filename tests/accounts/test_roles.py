@@ -1,0 +1,76 @@
+"""Admin, Builder and Runner: what each may see and do, enforced on the server."""
+from __future__ import annotations
+
+import pytest
+
+from integrations.models import Integration
+from workflows.models import Workflow
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def integrations(user):
+    shared = Integration.objects.create(name="Shared", kind="postgres", config={
+        "host": "db.internal", "port": 5432, "database": "app", "username": "app_user", "sslmode": "prefer"})
+    private = Integration.objects.create(name="Private", kind="postgres", config={"host": "secret-host.internal"})
+    return shared, private
+
+
+@pytest.fixture
+def runner_client(client, runner, integrations):
+    integrations[0].shared_with.add(runner)
+    client.force_login(runner)
+    return client
+
+
+def test_runner_sees_only_shared_integrations_and_none_of_their_configuration(runner_client, integrations):
+    shared, private = integrations
+    listing = runner_client.get("/integrations/").content.decode()
+    assert "Shared" in listing and "Private" not in listing
+    assert "New integration" not in listing
+    page = runner_client.get(f"/integrations/{shared.pk}/").content.decode()
+    assert "Run query" in page and "db.internal" not in page and "app_user" not in page and ">Edit<" not in page
+    assert runner_client.get(f"/integrations/{private.pk}/").status_code == 404
+
+
+def test_runner_cannot_configure_anything(runner_client, integrations):
+    shared, _ = integrations
+    for method, url in [("get", "/integrations/new/"), ("get", f"/integrations/{shared.pk}/edit/"),
+                        ("post", f"/integrations/{shared.pk}/edit/"), ("post", f"/integrations/{shared.pk}/delete/"),
+                        ("post", "/integrations/test-connection/"), ("post", "/integrations/preview-credentials/"),
+                        ("get", "/workflows/new/"), ("get", "/audit/")]:
+        assert getattr(runner_client, method)(url).status_code == 403, url
+    assert Integration.objects.count() == 2
+
+
+def test_runner_can_query_a_shared_integration_but_not_another(runner_client, integrations):
+    shared, private = integrations
+    assert runner_client.post(f"/integrations/{shared.pk}/query/", {"sql": "select 1"}).status_code == 302
+    assert runner_client.post(f"/integrations/{private.pk}/query/", {"sql": "select 1"}).status_code == 404
+
+
+def test_builder_configures_but_cannot_read_the_audit_log(logged_in_client, integrations):
+    assert logged_in_client.get("/integrations/new/").status_code == 200
+    assert logged_in_client.get(f"/integrations/{integrations[1].pk}/edit/").status_code == 200
+    assert logged_in_client.get("/audit/").status_code == 403
+    assert "Audit log" not in logged_in_client.get("/integrations/").content.decode()
+
+
+def test_admin_reads_the_audit_log(admin_client):
+    page = admin_client.get("/audit/")
+    assert page.status_code == 200 and "Audit log" in page.content.decode()
+
+
+def test_a_user_without_a_role_sees_nothing(client, django_user_model, integrations):
+    nobody = django_user_model.objects.create_user("nobody", password="x" * 12)
+    client.force_login(nobody)
+    assert client.get("/integrations/").status_code == 403
+    assert client.get("/workflows/").status_code == 403
+
+
+def test_runner_may_run_but_not_edit_workflows(runner_client):
+    workflow = Workflow.objects.create(name="w")
+    assert runner_client.get(f"/workflows/{workflow.pk}/").status_code == 200
+    assert runner_client.get(f"/workflows/{workflow.pk}/edit/").status_code == 403
+    assert runner_client.post(f"/workflows/{workflow.pk}/delete/").status_code == 403
