@@ -207,6 +207,9 @@ LOGGING = {
 QUERY_MAX_ROWS = env_int("CREDTOOL_QUERY_MAX_ROWS", 1000, minimum=1)
 QUERY_CONNECT_TIMEOUT_S = env_int("CREDTOOL_CONNECT_TIMEOUT", 5, minimum=1)
 QUERY_RECENT_RUNS = 20
+# How long a running query's worker may go without renewing its lease before the
+# run is failed as "worker lost" (it renews every third of this).
+RUN_LEASE_S = env_int("CREDTOOL_RUN_LEASE_S", 30, minimum=3)
 
 # --- Celery --------------------------------------------------------------------
 # The run's state is our own database row; the broker only delivers ids.

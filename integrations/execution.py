@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -53,7 +54,7 @@ def request_cancel(run: QueryRun) -> QueryRun:
 def execute(run_id: int) -> None:
     """Worker side of a query run. Every outcome ends in a final status on the row."""
     claimed = QueryRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now()
+        status=RunStatus.RUNNING, started_at=timezone.now(), lease_until=_lease()
     )
     if not claimed:
         log.info("query run %s is no longer queued; skipping", run_id)
@@ -155,8 +156,25 @@ def execute_connection_check(check_id: int) -> None:
     )
 
 
+WORKER_LOST = ("The worker running this query stopped (it was killed or lost its connection); "
+               "the query may or may not have completed on the database.")
+
+
+def _lease():
+    return timezone.now() + timedelta(seconds=settings.RUN_LEASE_S)
+
+
+def reap_lost_runs(run_ids: list[int] | None = None) -> int:
+    """Fail running runs whose worker stopped renewing their lease; returns how many."""
+    stale = QueryRun.objects.filter(status=RunStatus.RUNNING, lease_until__lt=timezone.now())
+    if run_ids is not None:
+        stale = stale.filter(pk__in=run_ids)
+    return stale.update(status=RunStatus.FAILED, error_stage="", error=WORKER_LOST, finished_at=timezone.now())
+
+
 class CancelWatcher:
-    """One thread per worker process that notices cancel requests for running queries."""
+    """One thread per worker process: notices cancel requests for its running queries,
+    renews their leases, and fails runs whose worker has gone."""
 
     interval_s = 0.25
 
@@ -165,22 +183,39 @@ class CancelWatcher:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="run-watcher", daemon=True)
+                self._thread.start()
+
     def watch(self, run_id: int, token: CancelToken) -> None:
         with self._lock:
             self._tokens[run_id] = token
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="cancel-watcher", daemon=True)
-                self._thread.start()
+        self.start()
 
     def unwatch(self, run_id: int) -> None:
         with self._lock:
             self._tokens.pop(run_id, None)
 
     def _loop(self) -> None:
+        last_renewal = 0.0
         while True:
             time.sleep(self.interval_s)
             with self._lock:
                 ids = list(self._tokens)
+            now = time.monotonic()
+            if now - last_renewal >= settings.RUN_LEASE_S / 3:
+                last_renewal = now
+                try:
+                    if ids:
+                        QueryRun.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(lease_until=_lease())
+                    reaped = reap_lost_runs()
+                    if reaped:
+                        log.warning("failed %s query run(s) whose worker was lost", reaped)
+                except Exception:
+                    log.warning("could not renew run leases", exc_info=True)
+                    close_old_connections()
             if not ids:
                 continue
             try:

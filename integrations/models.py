@@ -113,10 +113,13 @@ class QueryRun(models.Model):
     error_stage = models.CharField(max_length=20, blank=True, default="")
     error = models.TextField(blank=True, default="")
     cancel_requested = models.BooleanField(default=False)
+    # A running run's worker renews this while it works; once it passes, the worker is
+    # presumed lost and the run is failed (see execution.reap_lost_runs).
+    lease_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["integration", "-created_at"])]
+        indexes = [models.Index(fields=["integration", "-created_at"]), models.Index(fields=["status", "lease_until"])]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.integration_id}"

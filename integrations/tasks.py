@@ -2,8 +2,15 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import worker_ready
 
 from . import execution
+
+
+@worker_ready.connect
+def start_run_watcher(**kwargs: object) -> None:
+    # Also reaps runs left "running" by a worker that died, even when no query runs here.
+    execution.cancel_watcher.start()
 
 
 @shared_task(name="integrations.run_query")

@@ -148,13 +148,14 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
-def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concurrency: int = 4) -> Worker:
+def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concurrency: int = 4,
+                 queues: str | None = None) -> Worker:
     env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO", **(extra_env or {})}
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "credtool", "worker", "--loglevel=INFO",
          f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"test-{os.getpid()}-{secrets.token_hex(3)}@%h"],
+         "-n", f"test-{os.getpid()}-{secrets.token_hex(3)}@%h"] + (["-Q", queues] if queues else []),
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     worker = Worker(process, log_path)

@@ -1,0 +1,67 @@
+"""Faults survived: a worker killed mid-query, a database connection killed while idle."""
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from integrations.execution import WORKER_LOST
+from integrations.models import Integration, QueryRun
+from integrations.tasks import run_query
+from tests.conftest import start_worker, stop_worker, wait_for, wait_for_final
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
+
+
+@pytest.fixture
+def integration(target_db, user):
+    integration = Integration(name="Target", kind="postgres", created_by=user)
+    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
+    integration.set_secrets({"password": target_db.password})
+    integration.save()
+    return integration
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_query_ends_its_run_as_failed(logged_in_client, integration, tmp_path):
+    victim = start_worker(tmp_path / "victim.log", {"CREDTOOL_RUN_LEASE_S": "3"}, concurrency=1,
+                          queues="victim")
+    try:
+        run = QueryRun.objects.create(integration=integration, sql="select pg_sleep(60)")
+        run_query.apply_async((run.pk,), queue="victim")
+        wait_for(lambda: QueryRun.objects.get(pk=run.pk).status == "running", message="the victim to start")
+        os.killpg(victim.process.pid, signal.SIGKILL)
+        victim.process.wait()
+
+        def polled_final():
+            logged_in_client.get(f"/integrations/{integration.pk}/runs/{run.pk}/", HTTP_HX_REQUEST="true")
+            return QueryRun.objects.get(pk=run.pk).is_final
+
+        wait_for(polled_final, timeout=20, interval=0.5, message="the lost run to be failed")
+        lost = QueryRun.objects.get(pk=run.pk)
+        assert lost.status == "failed" and lost.error == WORKER_LOST
+    finally:
+        stop_worker(victim)
+
+
+def test_a_pooled_connection_killed_while_idle_is_replaced(logged_in_client, integration, target_db):
+    def query():
+        logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1 as one"})
+        return wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk)
+
+    assert query().status == "succeeded"
+    with target_db.admin() as conn:
+        conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'credtool'")
+    again = query()
+    assert again.status == "succeeded", again.error_text
+
+
+def test_read_only_integrations_refuse_writes(logged_in_client, integration):
+    integration.read_only = True
+    integration.save()
+    logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "update customers set name = name"})
+    run = wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk)
+    assert run.status == "failed" and "read-only transaction" in run.error
+    logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select count(*) from customers"})
+    assert wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk).status == "succeeded"
