@@ -7,6 +7,7 @@ the process, not silently fall back to a default.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -207,6 +208,16 @@ LOGGING = {
 QUERY_MAX_ROWS = env_int("CREDTOOL_QUERY_MAX_ROWS", 1000, minimum=1)
 QUERY_CONNECT_TIMEOUT_S = env_int("CREDTOOL_CONNECT_TIMEOUT", 5, minimum=1)
 QUERY_RECENT_RUNS = 20
+# Optional allow-list of networks (CIDRs) integrations may connect to, e.g. "10.20.0.0/16".
+# Metadata addresses and the app's own database and broker are refused regardless.
+INTEGRATION_NETWORKS = env_list("CREDTOOL_INTEGRATION_NETWORKS", [])
+# For a test bench where users' databases live on the app's own server; never in production.
+INTEGRATION_ALLOW_APP_SERVICES = env_bool("CREDTOOL_INTEGRATION_ALLOW_APP_SERVICES", False)
+for _network in INTEGRATION_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"CREDTOOL_INTEGRATION_NETWORKS: {_network!r} is not a network (CIDR)") from None
 # How long a running query's worker may go without renewing its lease before the
 # run is failed as "worker lost" (it renews every third of this).
 RUN_LEASE_S = env_int("CREDTOOL_RUN_LEASE_S", 30, minimum=3)

@@ -150,7 +150,9 @@ class Worker:
 
 def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concurrency: int = 4,
                  queues: str | None = None) -> Worker:
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO", **(extra_env or {})}
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO",
+           # The tests' databases may share a server with the app's own (CI's PostgreSQL).
+           "CREDTOOL_INTEGRATION_ALLOW_APP_SERVICES": "true", **(extra_env or {})}
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "credtool", "worker", "--loglevel=INFO",

@@ -14,6 +14,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import pq
 
+from .. import destinations
 from ..connection_pool import ConnectionPool
 from . import register
 from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, QueryResult, StageError
@@ -92,9 +93,11 @@ class Postgres(Kind):
         for required in ("host", "database", "username"):
             if not values.get(required):
                 raise StageError("connection", f"{self.field(required).label} is empty")
+        address = destinations.check(str(values["host"]), port)
         try:
             return psycopg.connect(
                 host=str(values["host"]),
+                hostaddr=address,  # the address just checked: DNS cannot swap it now
                 port=port,
                 dbname=str(values["database"]),
                 user=str(values["username"]),
