@@ -6,6 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils import timezone
 
 from credtool import crypto
 
@@ -127,6 +128,10 @@ class QueryRun(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def lease_expired(self) -> bool:
+        return self.status == RunStatus.RUNNING and self.lease_until is not None and self.lease_until < timezone.now()
 
     @property
     def error_text(self) -> str:

@@ -186,9 +186,10 @@ def run_query(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @_can("integrations.view_integration")
 def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    execution.reap_lost_runs([run_id])  # a poll of a run whose worker died ends it
     run = get_object_or_404(_runs_visible_to(request).select_related("integration", "user"), pk=run_id,
                             integration_id=pk)
+    if run.lease_expired and execution.reap_lost_runs([run.pk]):  # its worker died: end it now
+        run.refresh_from_db()
     if request.htmx:
         response = render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
         if run.is_final:
