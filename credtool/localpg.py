@@ -25,21 +25,28 @@ SUPERUSER_PASSWORD = "postgres-superuser"
 class LocalPostgres:
     datadir: Path
     port: int
-    process: subprocess.Popen
+    process: subprocess.Popen | None
 
     @property
     def url(self) -> str:
         return f"postgresql://postgres:{SUPERUSER_PASSWORD}@127.0.0.1:{self.port}/postgres"
 
-    def stop(self) -> None:
+    def stop(self, *, keep_data: bool = False) -> None:
         if self.process.poll() is None:
-            self.process.terminate()  # "smart" shutdown would wait for clients: SIGINT is "fast"
+            self.process.terminate()  # SIGTERM is PostgreSQL's "smart" shutdown... for new clients only
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        shutil.rmtree(self.datadir, ignore_errors=True)
+        if not keep_data:
+            shutil.rmtree(self.datadir, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop and start again on the same data and port (a database restart, as users see one)."""
+        self.stop(keep_data=True)
+        self.process = _launch(self.datadir, self.port)
+        _wait_ready(self)
 
 
 def _bin_dir() -> Path:
@@ -82,29 +89,38 @@ def start(port: int | None = None) -> LocalPostgres:
          "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8"],
         check=True, capture_output=True, user=user, cwd=datadir,
     )
-    port = port or _free_port()
-    process = subprocess.Popen(
-        [str(_bin_dir() / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port),
+    server = LocalPostgres(datadir, port or _free_port(), None)  # type: ignore[arg-type]
+    server.process = _launch(datadir, server.port)
+    try:
+        _wait_ready(server)
+    except RuntimeError:
+        server.stop()
+        raise
+    return server
+
+
+def _launch(datadir: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(_bin_dir() / "postgres"), "-D", str(datadir / "data"), "-h", "127.0.0.1", "-p", str(port),
          "-k", str(datadir), "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
          "-c", "max_connections=200"],
-        stdout=subprocess.DEVNULL, stderr=open(datadir / "postgres.log", "wb"), user=user, cwd=datadir,
+        stdout=subprocess.DEVNULL, stderr=open(datadir / "postgres.log", "ab"), user=_run_as(), cwd=datadir,
         start_new_session=True,
     )
-    server = LocalPostgres(datadir, port, process)
+
+
+def _wait_ready(server: LocalPostgres) -> None:
+    import psycopg
+
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"PostgreSQL exited at start: {(datadir / 'postgres.log').read_text()[-2000:]}")
+        if server.process.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited at start: {(server.datadir / 'postgres.log').read_text()[-2000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                pass
-            import psycopg
-
             psycopg.connect(server.url, connect_timeout=2).close()
-            return server
+            return
         except Exception:
             time.sleep(0.1)
-    server.stop()
     raise RuntimeError("PostgreSQL did not start within 30 s")
 
 

@@ -1,9 +1,27 @@
 """Celery tasks: explicit names, ids only, the work delegated to the runner."""
 from __future__ import annotations
 
-from celery import shared_task
+import logging
 
-from . import runner
+from celery import shared_task
+from celery.signals import worker_ready, worker_shutdown
+
+from . import runner, sandbox
+
+log = logging.getLogger(__name__)
+
+
+@worker_ready.connect
+def report_sandbox(**kwargs: object) -> None:
+    # Said at start-up, so an operator sees at once when steps are not isolated.
+    status = sandbox.isolation_status()
+    (log.info if sandbox.isolation().mode == "bubblewrap" else log.warning)("workflow sandbox: %s", status)
+    sandbox.default_pool().warm()
+
+
+@worker_shutdown.connect
+def stop_sandbox_pool(**kwargs: object) -> None:
+    sandbox.shutdown()
 
 
 @shared_task(name="workflows.run_workflow")

@@ -65,3 +65,30 @@ def test_read_only_integrations_refuse_writes(logged_in_client, integration):
     assert run.status == "failed" and "read-only transaction" in run.error
     logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select count(*) from customers"})
     assert wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk).status == "succeeded"
+
+
+@pytest.mark.slow
+def test_a_database_restart_fails_queries_clearly_and_they_recover(logged_in_client, user):
+    from credtool import localpg
+
+    server = localpg.start()
+    try:
+        integration = Integration(name="Restarting", kind="postgres", created_by=user)
+        integration.config = {"host": "127.0.0.1", "port": server.port, "database": "postgres",
+                              "username": "postgres", "sslmode": "disable"}
+        integration.set_secrets({"password": localpg.SUPERUSER_PASSWORD})
+        integration.save()
+
+        def query():
+            logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1"})
+            return wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk, timeout=30)
+
+        assert query().status == "succeeded"
+        server.stop(keep_data=True)
+        down = query()
+        assert down.status == "failed" and down.error_stage == "connection"
+        assert "refused" in down.error.lower()
+        server.restart()
+        assert query().status == "succeeded"
+    finally:
+        server.stop()

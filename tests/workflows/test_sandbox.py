@@ -1,82 +1,180 @@
 """The sandbox runs real, isolated processes: each test runs user code and checks what it could do."""
 from __future__ import annotations
 
+import json
 import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 
+import boto3
 import pytest
+from moto.server import ThreadedMotoServer
 
 from workflows import sandbox
-from workflows.sandbox import SandboxPool, StepLimits
+from workflows.sandbox import SandboxPool, StepLimits, launch
 
 ROOT = Path(__file__).resolve().parents[2]
+WORKER_SECRETS = {
+    "DJANGO_SECRET_KEY": "leak-django-secret", "SECRET_KEY": "leak-secret", "DATABASE_URL": "postgres://leak",
+    "CREDTOOL_ENCRYPTION_KEY": "leak-fernet", "CELERY_BROKER_URL": "redis://leak", "AWS_SECRET_ACCESS_KEY": "leak-aws",
+    "CREDTOOL_APP_ENV_GREETING": "leak-app-env",
+}
 
 
 @pytest.fixture(scope="module")
-def pool():
+def pool() -> Iterator[SandboxPool]:
     pool = SandboxPool(size=2)
+    assert pool.warm(wait_s=20)
     yield pool
     pool.shutdown()
 
 
-def run(pool, code, **kwargs):
+def run(pool: SandboxPool, code: str, **kwargs) -> sandbox.StepResult:
     kwargs.setdefault("limits", StepLimits(timeout_s=10))
     return pool.run_step(code, step_name="step1", **kwargs)
 
 
-def test_bubblewrap_isolation_is_in_force():
+def named(marker: str) -> set[int]:
+    """Processes (anywhere on the machine) whose name is ``marker``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if Path(f"/proc/{entry}/comm").read_text().strip() == marker:
+                    found.add(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def name_self(marker: str) -> str:
+    """Step code that renames its process, so the test can look for it from outside."""
+    return f"import ctypes\nctypes.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)\n"
+
+
+class Watch:
+    """Records the processes named ``marker`` while a step runs, from a thread of the test."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker, self.seen, self._stop = marker, set(), threading.Event()
+        self._thread = threading.Thread(target=self._poll)
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.seen |= named(self.marker)
+            time.sleep(0.02)
+
+    def __enter__(self) -> Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def wait_gone(marker: str, within_s: float = 2.0) -> set[int]:
+    deadline = time.monotonic() + within_s
+    while (left := named(marker)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return left
+
+
+# --- Running code -------------------------------------------------------------------
+
+def test_steps_run_under_bubblewrap():
     assert sandbox.isolation().mode == "bubblewrap", sandbox.isolation_status()
+    assert "bubblewrap" in sandbox.isolation_status()
 
 
 def test_return_gives_the_output(pool):
     result = run(pool, "x = 40\nreturn {'n': x + 2}")
-    assert result.ok and result.output == {"n": 42}
+    assert result.ok and result.output == {"n": 42} and result.error is None
 
 
-def test_try_except_else_and_a_final_return_run_unchanged(pool):
+def test_try_except_else_finally_and_a_final_return_run_unchanged(pool):
     code = ("try:\n    value = int('nope')\nexcept ValueError:\n    value = -1\nelse:\n    value = 0\n"
             "finally:\n    done = True\nreturn [value, done]")
     assert run(pool, code).output == [-1, True]
 
 
-def test_no_return_gives_null(pool):
+def test_code_without_return_gives_null(pool):
     result = run(pool, "x = 1")
     assert result.ok and result.output is None
 
 
+def test_functions_imports_and_classes_defined_in_the_step_work(pool):
+    code = ("import json\nfactor = 3\ndef scale(n):\n    return n * factor\n"
+            "class Box:\n    def __init__(self, v):\n        self.v = scale(v)\n"
+            "return json.loads(json.dumps([Box(i).v for i in range(3)]))")
+    assert run(pool, code).output == [0, 3, 6]
+
+
 def test_syntax_error_reports_the_users_line(pool):
     result = run(pool, "x = 1\ny = (\n")
-    assert not result.ok and result.error.type == "SyntaxError" and result.error.line in (2, 3)
+    assert (result.ok, result.error.type, result.error.line) == (False, "SyntaxError", 2)
+    assert "never closed" in result.error.message
+    assert run(pool, "a = 1\nb = 2\nif b print(a)\n").error.line == 3
 
 
-def test_exception_reports_type_message_and_line(pool):
+def test_exception_reports_type_message_and_the_users_line(pool):
     result = run(pool, "a = 1\nb = {}\nreturn b['missing']")
     assert (result.error.type, result.error.message, result.error.line) == ("KeyError", "'missing'", 3)
+    nested = run(pool, "def inner():\n    raise RuntimeError('deep')\n\ninner()")
+    assert (nested.error.type, nested.error.message, nested.error.line) == ("RuntimeError", "deep", 2)
 
 
-def test_env_reads_app_env_variables_and_a_missing_one_is_named(pool):
-    env = {"CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}
-    assert run(pool, "return Env.aws_access_key_id", env=env).output == "AKIAEXAMPLE"
-    result = run(pool, "return Env.region", env=env)
-    assert not result.ok and "CREDTOOL_APP_ENV_REGION" in result.error.message
+# --- What the code sees -------------------------------------------------------------
+
+def test_env_reads_the_value_passed_for_its_variable(pool):
+    env = {"CREDTOOL_APP_ENV_GREETING": "hello", "CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID": "AKIAEXAMPLE"}
+    assert run(pool, "return [Env.greeting, Env.aws_access_key_id]", env=env).output == ["hello", "AKIAEXAMPLE"]
 
 
-def test_earlier_steps_and_params_are_readable(pool):
-    result = run(pool, "return first.output['host'] + ':' + params.port",
-                 steps={"first": {"host": "db"}}, params={"port": "5432"})
-    assert result.output == "db:5432"
-    missing = run(pool, "return params.nope", params={"port": "1"})
-    assert "params.nope is not defined (parameters: port)" in missing.error.message
+def test_a_missing_env_value_names_the_variable(pool):
+    result = run(pool, "x = 1\nreturn Env.foo", env={"CREDTOOL_APP_ENV_GREETING": "hello"})
+    assert not result.ok and result.error.line == 2
+    assert result.error.message == "Env.foo is not set: the worker has no CREDTOOL_APP_ENV_FOO"
+    assert run(pool, "return [hasattr(Env, 'foo'), getattr(Env, 'foo', 'default')]").output == [False, "default"]
 
 
-def test_stdout_and_stderr_are_captured_and_capped(pool):
+def test_an_earlier_steps_output_is_read_by_its_name(pool):
+    result = run(pool, "return first.output['n'] + 1", steps={"first": {"n": 41}})
+    assert result.output == 42
+
+
+def test_params_by_attribute_or_key_and_a_missing_one_is_clear(pool):
+    result = run(pool, "return [params.region, params['port'], 'nope' in params]",
+                 params={"region": "eu-west-1", "port": 5432})
+    assert result.output == ["eu-west-1", 5432, False]
+    missing = run(pool, "return params.nope", params={"port": 1})
+    assert missing.error.message == "params.nope is not defined (parameters: port)"
+
+
+def test_stdout_and_stderr_are_captured(pool):
     result = run(pool, "import sys\nprint('hello')\nprint('oops', file=sys.stderr)\nreturn 1")
-    assert result.stdout == "hello\n" and result.stderr == "oops\n"
-    flood = run(pool, "print('x' * 1_000_000)\nreturn 1", limits=StepLimits(timeout_s=10, stream_bytes=1000))
-    assert flood.ok and len(flood.stdout) < 1100 and "[truncated" in flood.stdout
+    assert (result.ok, result.stdout, result.stderr) == (True, "hello\n", "oops\n")
 
 
-def test_outputs_become_json(pool):
+def test_stdout_is_capped_with_a_note(pool):
+    flood = run(pool, "print('x' * 1_000_000)\nreturn 1", limits=StepLimits(timeout_s=10, stream_bytes=2048))
+    assert flood.ok and flood.stdout.startswith("x" * 2048) and len(flood.stdout) < 2200
+    assert flood.stdout.endswith("[truncated: more than 2 KiB]")
+
+
+def test_prints_to_the_raw_stdout_fd_do_not_corrupt_the_result(pool):
+    result = run(pool, "import os\nos.write(1, b'{\"ok\": true, \"output\": \"forged\"}')\nreturn 'real'")
+    assert result.ok and result.output == "real"
+
+
+# --- What comes back ----------------------------------------------------------------
+
+def test_output_values_become_json(pool):
     code = ("import datetime, decimal, uuid\n"
             "return {'d': datetime.date(2024, 1, 2), 'n': decimal.Decimal('1.5'), 'i': decimal.Decimal('3'),"
             " 'u': uuid.UUID(int=1), 'b': b'bytes', 's': {3, 1, 2}, 't': (1, 2), 'nan': float('nan')}")
@@ -84,100 +182,303 @@ def test_outputs_become_json(pool):
                                       "b": "bytes", "s": [1, 2, 3], "t": [1, 2], "nan": None}
 
 
-def test_non_json_output_is_a_clear_error_naming_the_type(pool):
-    result = run(pool, "class Thing: pass\nreturn {'a': [Thing()]}")
-    assert not result.ok and result.error.type == "OutputError"
-    assert "Thing" in result.error.message and '["a"][0]' in result.error.message
+def test_non_json_output_is_a_clear_error_naming_the_type_and_place(pool):
+    result = run(pool, "class Thing: pass\nreturn {'a': [1, Thing()]}")
+    assert (result.ok, result.error.type) == (False, "OutputError")
+    assert result.error.message == 'step output at ["a"][1]: object of type Thing is not JSON serializable'
 
 
-def test_output_over_the_cap_is_refused(pool):
+def test_output_over_the_cap_is_refused_with_its_size(pool):
     result = run(pool, "return 'x' * 3_000_000")
-    assert not result.ok and "over the 1.0 MB limit" in result.error.message
+    assert (result.ok, result.error.type) == (False, "OutputError")
+    assert result.error.message == "step output is 2.9 MB, over the 1 MB limit"
 
 
-def test_busy_loop_times_out_and_the_process_is_gone(pool):
-    result = run(pool, "while True: pass", limits=StepLimits(timeout_s=2))
-    assert result.timed_out and "timed out" in result.error.message
-    assert not Path(f"/proc/{result.pid}").exists()
+# --- Limits -------------------------------------------------------------------------
+
+def test_sleeping_step_times_out_and_its_processes_are_gone(pool):
+    marker = "cts" + uuid.uuid4().hex[:8]
+    code = name_self(marker) + "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\ntime.sleep(60)"
+    with Watch(marker) as watch:
+        started = time.monotonic()
+        result = run(pool, code, limits=StepLimits(timeout_s=1))
+        elapsed = time.monotonic() - started
+    assert result.timed_out and not result.ok
+    assert result.error.message == "the step timed out after 1 s and was stopped"
+    assert elapsed < 5
+    assert len(watch.seen) == 2, "the step and its forked child should have been running"
+    assert wait_gone(marker) == set()
 
 
-def test_sleeping_step_is_stopped_by_the_wall_clock(pool):
-    result = run(pool, "import time\ntime.sleep(60)", limits=StepLimits(timeout_s=1))
+def test_busy_loop_times_out_and_its_process_is_gone(pool):
+    marker = "ctb" + uuid.uuid4().hex[:8]
+    with Watch(marker) as watch:
+        result = run(pool, name_self(marker) + "while True:\n    pass", limits=StepLimits(timeout_s=1))
     assert result.timed_out and "timed out after 1 s" in result.error.message
-    assert result.duration_ms < 5000
-    assert not Path(f"/proc/{result.pid}").exists()
+    assert watch.seen and wait_gone(marker) == set()
 
 
-def test_memory_bomb_fails_with_memory_error(pool):
-    result = run(pool, "data = bytearray(4 * 1024 ** 3)", limits=StepLimits(timeout_s=10, memory_mb=512))
-    assert not result.ok and result.error.type == "MemoryError"
+def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock(pool):
+    result = run(pool, "while True:\n    pass", limits=StepLimits(timeout_s=30, cpu_s=1))
+    assert result.timed_out and result.error.message == "the step timed out after 1 s of CPU time and was stopped"
 
 
-def test_file_size_is_limited(pool):
-    result = run(pool, "with open('big', 'wb') as f:\n    f.write(b'x' * (4 * 1024 * 1024))\nreturn 1",
-                 limits=StepLimits(timeout_s=10, file_size_mb=1))
-    assert not result.ok
+def test_limits_are_set_per_step_in_a_prestarted_child(pool):
+    code = ("import resource as r\nreturn {n: r.getrlimit(getattr(r, n)) for n in "
+            "('RLIMIT_AS', 'RLIMIT_FSIZE', 'RLIMIT_NPROC', 'RLIMIT_CPU')}")
+    mb = 1024 * 1024
+    small = run(pool, code, limits=StepLimits(timeout_s=10, memory_mb=300, file_size_mb=2, processes=20, cpu_s=3))
+    large = run(pool, code, limits=StepLimits(timeout_s=10, memory_mb=700, file_size_mb=5, processes=30, cpu_s=9))
+    assert small.output["RLIMIT_AS"] == [300 * mb, 300 * mb] and large.output["RLIMIT_AS"] == [700 * mb, 700 * mb]
+    assert small.output["RLIMIT_FSIZE"] == [2 * mb, 2 * mb] and small.output["RLIMIT_NPROC"] == [20, 20]
+    soft, hard = small.output["RLIMIT_CPU"]
+    assert 3 <= soft <= 5 and hard == soft + 1  # the imports' CPU time plus the step's 3 s
 
 
-def test_process_count_is_limited(pool):
-    code = ("import os\nchildren = 0\ntry:\n    for _ in range(200):\n        pid = os.fork()\n"
-            "        if pid == 0:\n            import time; time.sleep(5); os._exit(0)\n        children += 1\n"
-            "except OSError as e:\n    return {'stopped_at': children, 'error': e.__class__.__name__}\nreturn {'stopped_at': children}")
-    result = run(pool, code, limits=StepLimits(timeout_s=10, processes=16))
-    assert result.ok and result.output["stopped_at"] < 16 and "error" in result.output
+def test_memory_bomb_fails_with_memory_error_not_a_hang(pool):
+    started = time.monotonic()
+    growing = run(pool, "chunks = []\nwhile True:\n    chunks.append(' ' * 1_000_000)",
+                  limits=StepLimits(timeout_s=20, memory_mb=256))
+    assert time.monotonic() - started < 15
+    assert (growing.ok, growing.error.type, growing.error.line) == (False, "MemoryError", 3)
+    assert growing.error.message == "the step ran out of memory (limit 256 MB)"
+    at_once = run(pool, "data = bytearray(4 * 1024 ** 3)")
+    assert at_once.error.type == "MemoryError"
 
 
-def test_environment_holds_nothing_of_the_worker(pool, monkeypatch):
-    for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "CREDTOOL_ENCRYPTION_KEY", "CELERY_BROKER_URL"):
-        monkeypatch.setenv(name, f"leak-{name}")
-    fresh = SandboxPool(size=0)  # children started now, with the variables set in this process
+def test_files_can_be_written_up_to_the_file_size_limit(pool):
+    small = run(pool, "open('notes.txt', 'w').write('hi')\nreturn open('notes.txt').read()")
+    assert small.output == "hi"
+    big = run(pool, "with open('big', 'wb') as f:\n    f.write(b'x' * (4 * 1024 * 1024))\nreturn 1",
+              limits=StepLimits(timeout_s=10, file_size_mb=1))
+    assert (big.ok, big.error.type, big.error.message) == (False, "OSError", "[Errno 27] File too large")
+
+
+def test_fork_bomb_is_stopped_by_the_process_limit_and_cleaned_up(pool):
+    marker = "ctf" + uuid.uuid4().hex[:8]
+    code = ("import ctypes, os, time\nr, w = os.pipe()\npids = []\ntry:\n    while True:\n        pid = os.fork()\n"
+            "        if pid == 0:\n"
+            f"            ctypes.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)\n"
+            "            os.write(w, b'.')\n            time.sleep(60)\n            os._exit(0)\n        pids.append(pid)\n"
+            "except OSError as exc:\n    error = exc.errno\n"
+            "named = 0\nwhile named < len(pids):\n    named += len(os.read(r, 100))\n"
+            "time.sleep(0.5)  # for the test's watcher\nreturn {'forked': len(pids), 'errno': error}")
+    with Watch(marker) as watch:
+        started = time.monotonic()
+        result = run(pool, code, limits=StepLimits(timeout_s=20, processes=16))
+        elapsed = time.monotonic() - started
+    assert result.ok, result.error
+    assert 5 <= result.output["forked"] < 16 and result.output["errno"] == 11  # EAGAIN
+    assert elapsed < 15, "sleeping children must not hold the result back"
+    assert len(watch.seen) >= 5
+    assert wait_gone(marker) == set()
+
+
+def test_a_forked_process_cannot_answer_for_the_step(pool):
+    result = run(pool, "import os\nif os.fork() == 0:\n    raise ValueError('child')\nos.wait()\nreturn 'parent'")
+    assert result.ok and result.output == "parent"
+
+
+# --- Isolation from the worker ------------------------------------------------------
+
+def test_the_step_environment_holds_none_of_the_workers_secrets(monkeypatch):
+    for name, value in WORKER_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    fresh = SandboxPool(size=0)  # its child starts now, while this process holds the variables
     result = fresh.run_step("import os\nreturn dict(os.environ)", step_name="env", limits=StepLimits(timeout_s=10))
-    assert result.ok and not any("leak-" in v for v in result.output.values())
-    assert set(result.output) <= {"PATH", "HOME", "LANG", "TMPDIR", "PWD"}
+    assert result.ok, result.error
+    assert set(result.output) <= {"PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PWD", "AWS_EC2_METADATA_DISABLED"}
+    assert not any(secret in json.dumps(result.output) for secret in WORKER_SECRETS.values())
 
 
-def test_the_worker_process_is_invisible_and_its_environ_unreadable(pool):
-    code = ("import os\npids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
-            f"worker_visible = os.path.exists('/proc/{os.getpid()}/environ')\n"
-            "try:\n    open('/proc/1/environ').read()\n    readable = True\nexcept OSError:\n    readable = False\n"
-            "return {'pids': pids, 'worker_visible': worker_visible, 'init_environ_readable': readable,"
-            " 'uid': os.getuid()}")
-    result = run(pool, code)
-    assert result.ok
-    assert result.output["worker_visible"] is False
-    assert result.output["init_environ_readable"] is False
-    assert len(result.output["pids"]) <= 3
-    assert result.output["uid"] != 0
-
-
-def test_the_project_tree_and_its_database_cannot_be_read(pool, tmp_path):
-    secret_file = ROOT / "var" / "sandbox-probe.sqlite3"
-    secret_file.parent.mkdir(exist_ok=True)
-    secret_file.write_text("not for steps")
+def test_a_waiting_child_holds_no_secret_before_its_request(monkeypatch):
+    for name, value in WORKER_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    fresh = SandboxPool(size=1)
+    fresh.warm()
     try:
-        for path in (ROOT / "manage.py", secret_file, ROOT / "credtool" / "settings.py"):
-            result = run(pool, f"return open({str(path)!r}).read()")
-            assert not result.ok and result.error.type in ("FileNotFoundError", "PermissionError"), (path, result)
+        deadline = time.monotonic() + 5
+        while not fresh.ready_pids() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        (top,) = fresh.ready_pids()
+        family = descendants(top) | {top}
+        while len(family) < 3 and time.monotonic() < deadline:  # bwrap, its init in the namespace, python
+            time.sleep(0.01)
+            family = descendants(top) | {top}
+        assert len(family) >= 3
+        for pid in family:
+            held = Path(f"/proc/{pid}/environ").read_bytes() + Path(f"/proc/{pid}/cmdline").read_bytes()
+            assert not any(secret.encode() in held for secret in WORKER_SECRETS.values()), pid
     finally:
-        secret_file.unlink()
+        fresh.shutdown()
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def test_the_worker_process_is_invisible_and_the_step_is_unprivileged(pool):
+    code = ("import os\nprocs = {p: open(f'/proc/{p}/cmdline').read().split('\\0')[0] for p in os.listdir('/proc')"
+            " if p.isdigit()}\n"
+            "def readable(path):\n    try:\n        open(path).read()\n        return True\n    except OSError:\n"
+            "        return False\n"
+            f"status = open('/proc/self/status').read()\n"
+            f"return {{'procs': procs, 'worker': readable('/proc/{os.getpid()}/environ'),"
+            " 'init': readable('/proc/1/environ'), 'uid': os.getuid(), 'gid': os.getgid(),"
+            " 'caps': [l for l in status.splitlines() if l.startswith(('CapEff', 'CapPrm', 'NoNewPrivs'))]}")
+    result = run(pool, code)
+    assert result.ok, result.error
+    assert set(result.output["procs"].values()) <= {"bwrap", sys.executable}, result.output["procs"]
+    assert len(result.output["procs"]) <= 3
+    assert result.output["worker"] is False and result.output["init"] is False
+    assert result.output["uid"] != 0 and result.output["gid"] != 0
+    assert result.output["caps"] == ["CapPrm:\t0000000000000000", "CapEff:\t0000000000000000", "NoNewPrivs:\t1"]
+
+
+def test_the_project_tree_and_its_database_cannot_be_read(pool):
+    database = ROOT / f"db-sandbox-probe-{uuid.uuid4().hex[:8]}.sqlite3"
+    database.write_text("not for steps")
+    try:
+        paths = [ROOT / "manage.py", database, ROOT / "credtool" / "settings.py", Path("/etc/shadow")]
+        assert all(p.read_bytes() for p in paths)  # readable here, by the worker
+        for path in paths:
+            result = run(pool, f"return open({str(path)!r}).read()")
+            assert not result.ok and result.error.type == "FileNotFoundError", (path, result)
+        listing = run(pool, f"import os\nreturn [os.listdir({str(ROOT)!r}), os.listdir('/root'), os.listdir('/etc')]")
+        project, home, etc = listing.output
+        assert project == [".venv"] and home == [".pyenv"]
+        assert "shadow" not in etc and set(etc) <= {Path(p).parts[2] for p in launch.ETC_FILES}
+    finally:
+        database.unlink()
 
 
 def test_the_apps_settings_cannot_be_imported(pool):
-    result = run(pool, "import credtool.settings")
-    assert not result.ok and result.error.type == "ModuleNotFoundError"
+    assert run(pool, "import credtool.settings").error.type == "ModuleNotFoundError"
     result = run(pool, "from django.conf import settings\nreturn settings.SECRET_KEY")
-    assert not result.ok
+    assert result.error.type == "ImproperlyConfigured"
 
 
-def test_the_working_directory_is_empty(pool):
-    assert run(pool, "import os\nreturn [os.getcwd(), os.listdir('.')]").output == ["/step", []]
+def test_python_and_its_packages_are_read_only(pool):
+    result = run(pool, "import boto3, os\nopen(os.path.join(os.path.dirname(boto3.__file__), 'x.py'), 'w')")
+    assert result.error.type in ("OSError", "PermissionError") and "Read-only" in result.error.message
 
 
-def test_boto3_is_importable(pool):
-    assert run(pool, "import boto3\nreturn boto3.__name__").output == "boto3"
+def test_the_working_directory_is_an_empty_temp_dir_of_its_own(pool):
+    first = run(pool, "import os\nopen('left-behind', 'w').write('x')\nreturn [os.getcwd(), os.listdir('.')]")
+    assert first.output == ["/tmp", ["left-behind"]]
+    assert run(pool, "import os\nreturn os.listdir('.')").output == []
 
+
+# --- What steps are for -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    client = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=url,
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    client.create_secret(Name="postgresSecrets", SecretString=json.dumps({"host": "db", "password": "pw"}))
+    yield url
+    server.stop()
+
+
+def test_boto3_reads_a_secret_as_the_product_example_does(pool, moto_url):
+    code = ('import boto3, json\nclient = boto3.session.Session().client(service_name="secretsmanager", '
+            'region_name="us-east-1",\n    aws_access_key_id=Env.aws_access_key_id, '
+            'aws_secret_access_key=Env.aws_secret_access_key, endpoint_url=params.endpoint)\n'
+            'secret = client.get_secret_value(SecretId="postgresSecrets")["SecretString"]\nreturn json.loads(secret)')
+    env = {"CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID": "test", "CREDTOOL_APP_ENV_AWS_SECRET_ACCESS_KEY": "test"}
+    result = run(pool, code, env=env, params={"endpoint": moto_url})
+    assert result.ok, (result.error, result.stderr)
+    assert result.output == {"host": "db", "password": "pw"}
+
+
+def test_a_missing_secret_reports_the_aws_error(pool, moto_url):
+    code = ('import boto3\nc = boto3.client("secretsmanager", region_name="us-east-1", aws_access_key_id="t",'
+            f' aws_secret_access_key="t", endpoint_url={moto_url!r})\nreturn c.get_secret_value(SecretId="nope")')
+    result = run(pool, code)
+    assert (result.error.type, result.error.line) == ("ResourceNotFoundException", 3)
+
+
+def test_name_resolution_and_tls_certificates_work(pool):
+    code = ("import socket, ssl, botocore.httpsession as h\n"
+            "return [socket.getaddrinfo('localhost', 443)[0][4][0] in ('127.0.0.1', '::1'),"
+            " ssl.create_default_context().cert_store_stats()['x509_ca'] > 0,"
+            " len(open(h.DEFAULT_CA_BUNDLE).read()) > 1000]")
+    assert run(pool, code).output == [True, True, True]
+
+
+# --- The pool -----------------------------------------------------------------------
 
 def test_the_pool_hands_each_process_out_once(pool):
-    pids = [run(pool, "import os\nreturn os.getpid()").pid for _ in range(4)]
-    assert len(set(pids)) == 4
+    assert pool.warm(wait_s=20)
+    prestarted = set(pool.ready_pids())
+    results = [run(pool, "return 1") for _ in range(4)]
+    pids = [r.pid for r in results]
+    assert all(r.ok for r in results) and len(set(pids)) == 4
+    assert pids[0] in prestarted
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # used once, then stopped
+    with ThreadPoolExecutor(6) as threads:
+        parallel = list(threads.map(lambda i: run(pool, f"return {i}"), range(6)))
+    assert [r.output for r in parallel] == list(range(6))
+    assert len({r.pid for r in parallel} | set(pids)) == 10
     assert len(set(pool.handed_out)) == len(pool.handed_out)
+
+
+def test_a_prestarted_step_is_much_faster_than_a_cold_start(pool):
+    def timed(on: SandboxPool) -> float:
+        started = time.perf_counter()
+        assert run(on, "return 1").ok
+        return time.perf_counter() - started
+
+    cold = SandboxPool(size=0)
+    warm, cold_times = [], []
+    for _ in range(3):
+        assert pool.warm(wait_s=20)  # the replacement has finished importing boto3
+        warm.append(timed(pool))
+        cold_times.append(timed(cold))
+    # Measured on 2 cores: ~6 ms against ~250 ms (boto3 is imported before the request).
+    assert sorted(warm)[1] * 4 < sorted(cold_times)[1], (warm, cold_times)
+
+
+def test_without_bubblewrap_steps_still_run_with_a_cleared_environment(monkeypatch):
+    for name, value in WORKER_SECRETS.items():
+        monkeypatch.setenv(name, value)
+    fallback = launch.plain_process("bubblewrap is switched off for this test")
+    assert "plain processes" in fallback.warning
+    plain = SandboxPool(size=0, isolation=fallback)
+    result = plain.run_step("import os\nopen('x', 'w').write('1')\nreturn [os.getcwd(), dict(os.environ)]",
+                            step_name="plain", limits=StepLimits(timeout_s=10))
+    assert result.ok, result.error
+    workdir, environ = result.output
+    assert Path(workdir).name.startswith("credtool-step-") and not Path(workdir).exists()
+    assert not any(secret in json.dumps(environ) for secret in WORKER_SECRETS.values())
+    slow = plain.run_step("import time\ntime.sleep(30)", step_name="plain", limits=StepLimits(timeout_s=1))
+    assert slow.timed_out
+    # A child left behind holds the result pipe open: the step's end, not EOF, must end the wait.
+    marker = "ctp" + uuid.uuid4().hex[:8]
+    started = time.monotonic()
+    orphaning = plain.run_step(f"import os, time\nif os.fork() == 0:\n    {name_self(marker).replace(chr(10), '; ')}"
+                               "time.sleep(30)\nreturn 'done'", step_name="plain", limits=StepLimits(timeout_s=20))
+    assert orphaning.output == "done" and time.monotonic() - started < 15
+    assert wait_gone(marker) == set()
+
+
+def test_app_env_from_picks_only_credtool_app_env_variables():
+    assert sandbox.app_env_from({"CREDTOOL_APP_ENV_X": "1", "SECRET_KEY": "s", "CREDTOOL_DEBUG": "1"}) == {
+        "CREDTOOL_APP_ENV_X": "1"}

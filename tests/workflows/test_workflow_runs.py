@@ -133,7 +133,7 @@ def test_a_step_sees_none_of_the_apps_secrets_in_its_environment(logged_in_clien
     for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "CREDTOOL_ENCRYPTION_KEY",
                  "CREDTOOL_APP_ENV_GREETING", "CREDTOOL_VAR_DIR"):
         assert name not in environ
-    assert set(environ) <= {"PATH", "HOME", "LANG", "TMPDIR", "PWD"}
+    assert set(environ) <= {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "PWD", "AWS_EC2_METADATA_DISABLED"}
 
 
 @pytest.mark.usefixtures("celery_worker")

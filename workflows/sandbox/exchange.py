@@ -102,15 +102,19 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
     out, err, problem = _collect(child, deadline, cap)
     wall_ms = (time.monotonic() - started) * 1000
     if problem == "timeout":
-        return StepResult(False, duration_ms=wall_ms, timed_out=True, pid=pid, error=StepError(
-            "Timeout", f"the step timed out after {limits.timeout_s:g} s and was stopped"))
+        return _timed_out(limits, wall_ms, pid)
     if problem == "too-big":
         return StepResult(False, duration_ms=wall_ms, pid=pid, error=StepError(
             "OutputError", "the step sent back more than its output limits allow"))
-    returncode = child.process.poll()
     try:
         data = json.loads(out)
     except ValueError:
+        # No result: how the child ended says why. Its pipes can close a moment
+        # before bwrap reports the exit.
+        try:
+            returncode = child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:  # it closed its pipes and carried on
+            return _timed_out(limits, (time.monotonic() - started) * 1000, pid)
         return StepResult(False, duration_ms=wall_ms, pid=pid, timed_out=_signal_of(returncode) == signal.SIGXCPU,
                           error=_crash(returncode, err, limits))
     error = data.get("error")
@@ -119,6 +123,11 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
         stderr=data.get("stderr", ""), duration_ms=float(data.get("duration_ms", wall_ms)), pid=pid,
         error=StepError(error["type"], error["message"], error.get("line")) if error else None,
     )
+
+
+def _timed_out(limits: StepLimits, wall_ms: float, pid: int) -> StepResult:
+    return StepResult(False, duration_ms=wall_ms, timed_out=True, pid=pid, error=StepError(
+        "Timeout", f"the step timed out after {limits.timeout_s:g} s and was stopped"))
 
 
 def _wait_ready(child: Child) -> StepError | bool:

@@ -96,8 +96,9 @@ def isolation_status() -> str:
     found = isolation()
     if found.warning:
         return found.warning
-    who = SANDBOX_USER if found.uid is not None and _user_name(found.uid) == SANDBOX_USER else f"uid {found.uid}"
-    return f"workflow steps run in bubblewrap as {who if found.uid is not None else 'the worker user'}"
+    if found.uid is None:
+        return "workflow steps run in bubblewrap, as the worker's user mapped into a user namespace"
+    return f"workflow steps run in bubblewrap as {_user_name(found.uid)} (uid {found.uid})"
 
 
 def _user_name(uid: int) -> str:
@@ -131,11 +132,12 @@ def _detect() -> Isolation:
             reason = done.stderr.decode(errors="replace").strip()[-300:] or f"exit code {done.returncode}"
         except (OSError, subprocess.TimeoutExpired) as exc:
             reason = str(exc)
-        return _plain(f"bubblewrap failed to start ({reason})")
-    return _plain("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package")
+        return plain_process(f"bubblewrap failed to start ({reason})")
+    return plain_process("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package")
 
 
-def _plain(why: str) -> Isolation:
+def plain_process(why: str) -> Isolation:
+    """The fallback: a plain process with a cleared environment and limits, and a warning saying why."""
     uid, gid = sandbox_ids()
     if uid is not None and not _reachable_by_others(_prefixes()):
         # The unprivileged user could not even start Python (e.g. pyenv under a 0700 /root).

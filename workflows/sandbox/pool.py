@@ -10,7 +10,9 @@ from __future__ import annotations
 import atexit
 import collections
 import logging
+import select
 import threading
+import time
 from typing import Any, Mapping
 
 from . import launch
@@ -25,7 +27,7 @@ class SandboxPool:
     """Up to ``size`` children kept ready; a used child is discarded and replaced in the background.
 
     Thread-safe: any number of threads may call ``run_step`` at once; when no
-    child is ready, the caller starts its own (a cold start, ~150 ms).
+    child is ready, the caller starts its own (a cold start, ~250 ms).
     """
 
     def __init__(self, size: int = DEFAULT_POOL_SIZE, *, isolation: launch.Isolation | None = None) -> None:
@@ -34,7 +36,6 @@ class SandboxPool:
         self._ready: collections.deque[launch.Child] = collections.deque()
         self._lock = threading.Lock()
         self._wanted = threading.Condition(self._lock)
-        self._starting = 0
         self._closed = False
         self._filler: threading.Thread | None = None
         # pids handed out, newest last (bounded): each appears once.
@@ -79,9 +80,21 @@ class SandboxPool:
         with self._lock:
             return [child.pid for child in self._ready]
 
-    def warm(self) -> None:
-        """Start the filler now rather than at the first step."""
+    def warm(self, wait_s: float = 0.0) -> bool:
+        """Start filling the pool now; with ``wait_s``, wait that long for every child to be ready.
+
+        True when ``size`` children have finished their imports (e.g. at worker start-up).
+        """
         self._ensure_filler()
+        deadline = time.monotonic() + wait_s
+        while True:
+            with self._lock:
+                waiting = list(self._ready)
+            if len(waiting) >= self.size and all(_is_ready(child) for child in waiting):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     def _ensure_filler(self) -> None:
         with self._lock:
@@ -122,6 +135,12 @@ class SandboxPool:
             launch.stop(child)
         if filler is not None:
             filler.join(timeout=10)
+
+
+def _is_ready(child: launch.Child) -> bool:
+    """Has the child written its ready byte? (Looks without reading it.)"""
+    readable, _, _ = select.select([child.process.stdout], [], [], 0)
+    return bool(readable)
 
 
 _default_pool: SandboxPool | None = None
