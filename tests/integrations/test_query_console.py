@@ -171,3 +171,28 @@ def test_closed_port_fails_with_connection_refused(logged_in_client, target_db):
     closed.close()
     done = check(logged_in_client, **target_db.form_values(port=port))
     assert done.status == "failed" and "refused" in done.message.lower()
+
+
+def test_nulls_bytes_unicode_and_json_cells_are_shown(logged_in_client, integration):
+    finished = run(logged_in_client, integration,
+                   "select null as nothing, '\\x00ff'::bytea as raw, 'Zoë 🐘 日本' as text, "
+                   "'{\"a\": [1, 2]}'::jsonb as doc, 1.50::numeric as money, now() > '2000-01-01' as later")
+    assert finished.status == "succeeded"
+    assert finished.rows == [[None, "\\x00ff", "Zoë 🐘 日本", '{"a": [1, 2]}', "1.50", True]]
+    html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
+    assert '<td class="null">NULL</td>' in html and "Zoë 🐘 日本" in html
+
+
+def test_very_wide_rows_and_a_million_row_result(logged_in_client, integration):
+    columns = ", ".join(f"g + {i} as c{i}" for i in range(300))
+    wide = run(logged_in_client, integration, f"select {columns} from generate_series(1, 5) g")
+    assert wide.status == "succeeded" and len(wide.columns) == 300 and wide.row_count == 5
+    million = run(logged_in_client, integration, "select g from generate_series(1, 1000000) g", timeout=60)
+    assert million.status == "succeeded" and million.truncated and million.row_count == 1000
+
+
+def test_huge_sql_text_is_refused_with_a_message(logged_in_client, integration):
+    response = logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1 " + "-" * 1_100_000},
+                                     HTTP_HX_REQUEST="true")
+    assert "The query is longer than" in response.content.decode()
+    assert not QueryRun.objects.exists()

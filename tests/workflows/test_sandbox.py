@@ -440,20 +440,12 @@ def test_the_pool_hands_each_process_out_once(pool):
     assert len(set(pool.handed_out)) == len(pool.handed_out)
 
 
-def test_a_prestarted_step_is_much_faster_than_a_cold_start(pool):
-    def timed(on: SandboxPool) -> float:
-        started = time.perf_counter()
-        assert run(on, "return 1").ok
-        return time.perf_counter() - started
-
-    cold = SandboxPool(size=0)
-    warm, cold_times = [], []
-    for _ in range(3):
-        assert pool.warm(wait_s=20)  # the replacement has finished importing boto3
-        warm.append(timed(pool))
-        cold_times.append(timed(cold))
-    # Measured on 2 cores: ~6 ms against ~250 ms (boto3 is imported before the request).
-    assert sorted(warm)[1] * 4 < sorted(cold_times)[1], (warm, cold_times)
+def test_a_prestarted_child_has_boto3_imported_before_the_request(pool):
+    # What makes a pooled step fast (timings belong to make bench): the heavy
+    # imports happened while the child waited, not on the step's clock.
+    assert pool.warm(wait_s=20)
+    result = run(pool, "import sys\nreturn 'boto3' in sys.modules and 'botocore.session' in sys.modules")
+    assert result.ok and result.output is True
 
 
 def test_without_bubblewrap_steps_still_run_with_a_cleared_environment(monkeypatch):

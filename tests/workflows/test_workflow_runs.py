@@ -156,3 +156,23 @@ def test_every_run_is_recorded_with_who_and_how_long(logged_in_client, user):
     assert finished.user == user and finished.trigger == "manual"
     assert finished.duration_ms is not None and finished.finished_at is not None
     assert "Recent runs" in logged_in_client.get(f"/workflows/{workflow.pk}/").content.decode()
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_step_cannot_signal_the_worker_or_open_the_apps_database(logged_in_client, celery_worker):
+    from django.db import connection
+
+    database = connection.settings_dict["NAME"]
+    workflow = make_workflow("escape", ("probe", (
+        "import os, signal\n"
+        "try:\n    os.kill(int(params.pid), signal.SIGTERM)\n    signalled = True\n"
+        "except ProcessLookupError:\n    signalled = False\n"
+        "try:\n    open(params.db, 'rb').read(16)\n    opened = True\n"
+        "except OSError:\n    opened = False\n"
+        "return {'signalled': signalled, 'opened': opened}")),
+        parameters=[{"name": "pid", "default": str(celery_worker.process.pid)}, {"name": "db", "default": database}])
+    finished = run(logged_in_client, workflow)
+    assert finished.output["signalled"] is False
+    assert celery_worker.process.poll() is None  # still alive
+    if connection.vendor == "sqlite":
+        assert finished.output["opened"] is False
