@@ -378,7 +378,7 @@ def test_python_and_its_packages_are_read_only(pool):
 
 def test_the_working_directory_is_an_empty_temp_dir_of_its_own(pool):
     first = run(pool, "import os\nopen('left-behind', 'w').write('x')\nreturn [os.getcwd(), os.listdir('.')]")
-    assert first.output == ["/tmp", ["left-behind"]]
+    assert first.output == [launch.WORK_DIR, ["left-behind"]]
     assert run(pool, "import os\nreturn os.listdir('.')").output == []
 
 

@@ -41,7 +41,9 @@ CHILD = HERE / "child.py"
 OUTPUTS = HERE.parent / "outputs.py"
 SANDBOX_USER = "credtool-sandbox"  # created by `make system-packages`
 NOBODY = 65534
-WORK_DIR = "/tmp"
+# Not /tmp: the project (and the virtualenv bound into the sandbox) may itself live
+# under /tmp, as in a CI clone, and the working directory must be empty.
+WORK_DIR = "/step"
 WORK_DIR_BYTES = 64 * 1024 * 1024
 # /etc pieces that name resolution, TLS and user lookups read; nothing else of /etc.
 ETC_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/host.conf", "/etc/gai.conf",
@@ -175,6 +177,8 @@ def bwrap_argv(found: Isolation) -> list[str]:
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
     else:
         argv += ["--unshare-user", "--uid", str(NOBODY), "--gid", str(NOBODY), "--cap-drop", "ALL"]
+    # The tmpfs comes before the binds: a bind under its path lands on top of it, not under it.
+    argv += ["--perms", "01777", "--size", str(WORK_DIR_BYTES), "--tmpfs", WORK_DIR]
     for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32"):
         if os.path.islink(path):
             argv += ["--symlink", os.readlink(path), path]
@@ -199,7 +203,6 @@ def bwrap_argv(found: Isolation) -> list[str]:
         argv += parents(prefix) + ["--ro-bind", prefix, prefix]
     return argv + [
         "--proc", "/proc", "--dev", "/dev",
-        "--perms", "01777", "--size", str(WORK_DIR_BYTES), "--tmpfs", WORK_DIR,
         *parents("/sandbox/child.py"),
         "--ro-bind", str(CHILD), "/sandbox/child.py", "--ro-bind", str(OUTPUTS), "/sandbox/outputs.py",
         "--chdir", WORK_DIR, "--clearenv",
