@@ -221,6 +221,9 @@ for _network in INTEGRATION_NETWORKS:
 # How long a running query's worker may go without renewing its lease before the
 # run is failed as "worker lost" (it renews every third of this).
 RUN_LEASE_S = env_int("CREDTOOL_RUN_LEASE_S", 30, minimum=3)
+# A queued run not picked up within this long is sent to the broker again (its
+# message may have been lost); duplicates are harmless, a run is claimed once.
+RUN_RESEND_AFTER_S = env_int("CREDTOOL_RUN_RESEND_AFTER_S", 60, minimum=2)
 
 # --- Celery --------------------------------------------------------------------
 # The run's state is our own database row; the broker only delivers ids.

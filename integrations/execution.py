@@ -33,10 +33,34 @@ def submit(integration: Integration, sql: str, user: AbstractBaseUser | None) ->
     from .tasks import run_query
 
     with transaction.atomic():
-        run = QueryRun.objects.create(integration=integration, user=user, sql=sql)
-        run_query.delay_on_commit(run.pk)
+        run = QueryRun.objects.create(integration=integration, user=user, sql=sql, sent_at=timezone.now())
+        transaction.on_commit(lambda: send(run_query, run.pk))
     log.info("query run %s submitted for integration %s", run.pk, integration.pk)
     return run
+
+
+def send(task: Any, run_id: int) -> bool:
+    """Hand a run's id to the broker. If the broker is down the run stays queued and is
+    sent again later (resend_lost_runs): the user sees "Queued", never a server error."""
+    try:
+        task.delay(run_id)
+        return True
+    except Exception as exc:
+        log.warning("could not send run %s to the broker (%s); it will be sent again", run_id, type(exc).__name__)
+        return False
+
+
+def resend_lost_runs() -> int:
+    """Send again the queued runs whose message may have been lost (broker restart, broker down
+    at submit). A duplicate is harmless: only one worker can claim a queued run."""
+    from .tasks import run_query
+
+    cutoff = timezone.now() - timedelta(seconds=settings.RUN_RESEND_AFTER_S)
+    stale = list(QueryRun.objects.filter(status=RunStatus.QUEUED, sent_at__lt=cutoff)
+                 .order_by("pk").values_list("pk", flat=True)[:500])
+    sent = [pk for pk in stale if send(run_query, pk)]
+    QueryRun.objects.filter(pk__in=sent, status=RunStatus.QUEUED).update(sent_at=timezone.now())
+    return len(sent)
 
 
 def request_cancel(run: QueryRun) -> QueryRun:
@@ -213,6 +237,9 @@ class CancelWatcher:
                     reaped = reap_lost_runs()
                     if reaped:
                         log.warning("failed %s query run(s) whose worker was lost", reaped)
+                    resent = resend_lost_runs()
+                    if resent:
+                        log.warning("sent %s queued query run(s) to the broker again", resent)
                 except Exception:
                     log.warning("could not renew run leases", exc_info=True)
                     close_old_connections()

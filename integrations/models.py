@@ -117,10 +117,14 @@ class QueryRun(models.Model):
     # A running run's worker renews this while it works; once it passes, the worker is
     # presumed lost and the run is failed (see execution.reap_lost_runs).
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When its task was last handed to the broker: a queued run whose message the
+    # broker lost (a restart without persistence) is sent again after a while.
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["integration", "-created_at"]), models.Index(fields=["status", "lease_until"])]
+        indexes = [models.Index(fields=["integration", "-created_at"]), models.Index(fields=["status", "lease_until"]),
+                   models.Index(fields=["status", "sent_at"])]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.integration_id}"
