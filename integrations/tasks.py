@@ -1,16 +1,25 @@
 """Celery tasks: explicit names, ids only, the work delegated to execution."""
 from __future__ import annotations
 
+import logging
+
 from celery import shared_task
 from celery.signals import worker_ready
 
 from . import execution
 
+log = logging.getLogger(__name__)
+
 
 @worker_ready.connect
-def start_run_watcher(**kwargs: object) -> None:
+def start_run_watcher(sender: object = None, **kwargs: object) -> None:
     # Also reaps runs left "running" by a worker that died, even when no query runs here.
     execution.cancel_watcher.start()
+    pool = type(getattr(sender, "pool", None)).__module__ if sender is not None else ""
+    if pool and not pool.startswith(("celery.concurrency.thread", "celery.concurrency.solo")):
+        # Forked pool processes each keep their own credential cache and watcher.
+        log.warning("the worker runs a %s pool: fetched credentials are cached per process, "
+                    "so each process fetches them once; the threads pool shares one cache", pool)
 
 
 @shared_task(name="integrations.run_query")
