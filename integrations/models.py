@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from credtool import crypto
+from workflows.models import FINAL_STATUSES, RunStatus  # one set of run states for the whole app
 
 from . import kinds
 
@@ -84,15 +85,6 @@ class Integration(models.Model):
         return ""
 
 
-class RunStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Done"
-    FAILED = "failed", "Failed"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 
 
 class QueryRun(models.Model):

@@ -61,6 +61,8 @@ class Step(models.Model):
 
 
 class RunStatus(models.TextChoices):
+    """The states of every run in the app: workflow runs, query runs, connection checks."""
+
     QUEUED = "queued", "Queued"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Done"
