@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 
 import pytest
@@ -117,3 +118,73 @@ def test_a_broker_outage_at_submit_leaves_the_run_queued_not_a_server_error(logg
                                      HTTP_HX_REQUEST="true")
     assert response.status_code == 200 and 'data-status="queued"' in response.content.decode()
     assert QueryRun.objects.get().status == "queued"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server to restart a broker of its own")
+def test_a_broker_restart_under_load_loses_no_run_and_runs_none_twice(integration, target_db, tmp_path):
+    import socket
+    import subprocess
+    import time
+    import uuid
+
+    from kombu import Connection
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
+
+    def start_redis() -> subprocess.Popen:
+        process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no"], stdout=subprocess.DEVNULL, start_new_session=True)
+        wait_for(lambda: _answers(port), timeout=10, message="redis")
+        return process
+
+    with target_db.admin() as conn:
+        conn.execute("DROP TABLE IF EXISTS hits; CREATE TABLE hits (marker uuid PRIMARY KEY); "
+                     "ALTER TABLE hits OWNER TO app_user")
+    redis = start_redis()
+    worker = start_worker(tmp_path / "worker.log", {"CELERY_BROKER_URL": url, "CREDTOOL_RUN_LEASE_S": "3",
+                                                    "CREDTOOL_RUN_RESEND_AFTER_S": "3"}, concurrency=4)
+    runs = []
+    try:
+        for i in range(120):
+            if i == 40:  # the broker dies with what it holds, and comes back empty
+                redis.kill()
+                redis.wait()
+                redis = start_redis()
+            run = QueryRun.objects.create(integration=integration, sent_at=timezone_now(),
+                                          sql=f"insert into hits values ('{uuid.uuid4()}') returning marker")
+            runs.append(run.pk)
+            try:
+                with Connection(url, connect_timeout=1) as connection:
+                    run_query.apply_async((run.pk,), connection=connection, retry=False)
+            except Exception:
+                pass  # left queued: the workers send it again
+            time.sleep(0.01)
+        for pk in runs:
+            wait_for_final(QueryRun, pk, timeout=60)
+        assert QueryRun.objects.filter(pk__in=runs, status="succeeded").count() == len(runs)
+        with target_db.admin() as conn:
+            assert conn.execute("select count(*) from hits").fetchone()[0] == len(runs)
+    finally:
+        stop_worker(worker)
+        redis.kill()
+
+
+def _answers(port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def timezone_now():
+    from django.utils import timezone
+
+    return timezone.now()
