@@ -196,3 +196,9 @@ def test_huge_sql_text_is_refused_with_a_message(logged_in_client, integration):
                                      HTTP_HX_REQUEST="true")
     assert "The query is longer than" in response.content.decode()
     assert not QueryRun.objects.exists()
+
+
+def test_queries_reuse_a_pooled_connection(logged_in_client, integration):
+    first = run(logged_in_client, integration, "select pg_backend_pid()")
+    second = run(logged_in_client, integration, "select pg_backend_pid()")
+    assert first.rows == second.rows  # the same server session: no login per query
