@@ -7,6 +7,7 @@ import ipaddress
 import json
 import os
 import re
+import select
 import uuid
 from typing import Any
 
@@ -81,7 +82,7 @@ class Postgres(Kind):
             errors["port"] = "Enter a port between 1 and 65535."
         return errors
 
-    def connect(self, creds: Credentials, *, connect_timeout: int) -> psycopg.Connection:
+    def connect(self, creds: Credentials, *, connect_timeout: int, timeout_s: int | None = None) -> psycopg.Connection:
         values = creds.values
         errors = self.validate(values)
         if errors:
@@ -106,6 +107,8 @@ class Postgres(Kind):
                 connect_timeout=connect_timeout,
                 passfile=os.devnull,
                 application_name="credtool",
+                # Set once per connection, not per query: the pool keys connections by it.
+                options=f"-c statement_timeout={timeout_s * 1000}" if timeout_s else "",
             )
         except psycopg.OperationalError as exc:
             message = _connection_message(exc)
@@ -139,21 +142,27 @@ class Postgres(Kind):
     def _run(self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
              connect_timeout: int, read_only: bool, fresh: bool) -> QueryResult:
         with _pool.connection(
-            creds.integration_id, creds.fingerprint,
-            lambda: self.connect(creds, connect_timeout=connect_timeout), fresh=fresh,
+            creds.integration_id, f"{creds.fingerprint}:{timeout_s}",
+            lambda: self.connect(creds, connect_timeout=connect_timeout, timeout_s=timeout_s), fresh=fresh,
         ) as lease:
             conn = lease.connection
             cancel.on_cancel(conn.cancel_safe)
             sql_sent = False
             try:
+                if lease.reused and _has_pending_input(conn):
+                    raise _StaleConnection()
                 if cancel.cancelled:
                     raise QueryCancelled()
-                with conn.transaction():
-                    if read_only:
-                        conn.execute("SET TRANSACTION READ ONLY")
-                    conn.execute("SELECT set_config('statement_timeout', %s, true)", [f"{timeout_s * 1000}"])
-                    sql_sent = True
-                    return _execute(conn, sql, max_rows=max_rows)
+                if read_only:
+                    conn.execute("SET TRANSACTION READ ONLY")  # opens the transaction, read-only
+                sql_sent = True  # from here on, a failure may come after the statement ran
+                result = _execute(conn, sql, max_rows=max_rows, read_only=read_only)
+                conn.commit()
+                if result.status_message.upper().startswith(("SET", "RESET")):
+                    # A session setting (e.g. statement_timeout = 0) must not outlive this
+                    # query in the pool: the next query gets a fresh session.
+                    conn.close()
+                return result
             except psycopg.OperationalError as exc:
                 if lease.reused and not sql_sent:
                     raise _StaleConnection() from None
@@ -167,6 +176,11 @@ class Postgres(Kind):
                 raise StageError("query", _error_text(exc)) from None
             finally:
                 cancel.on_cancel(None)
+                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    try:
+                        conn.rollback()
+                    except psycopg.Error:
+                        conn.close()
 
     def forget(self, integration_id: int, *, keep: str | None = None) -> None:
         _pool.forget(integration_id, keep=keep)
@@ -176,23 +190,35 @@ class _StaleConnection(Exception):
     pass
 
 
-def _execute(conn: psycopg.Connection, sql: str, *, max_rows: int) -> QueryResult:
-    """Run the user's statement inside the caller's transaction."""
+def _has_pending_input(conn: psycopg.Connection) -> bool:
+    """An idle connection with something to read has been told goodbye by the server
+    (terminated session, restart): it must not carry the user's statement. No round trip."""
+    try:
+        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
+def _execute(conn: psycopg.Connection, sql: str, *, max_rows: int, read_only: bool) -> QueryResult:
+    """Run the user's statement in the connection's transaction (opened here or by the caller)."""
     sql = sql.strip().rstrip(";").strip()
     match = _FIRST_KEYWORD.match(sql)
     if match and match.group(1).lower() in _STREAMABLE:
         # A server-side cursor reads at most max_rows + 1 rows, however big
         # the result: memory follows the row cap, not the table.
+        cursor = conn.cursor(name="credtool_query")
         try:
-            with conn.transaction():
-                cursor = conn.cursor(name="credtool_query")
-                cursor.execute(sql)
+            cursor.execute(sql)
         except (psycopg.errors.QueryCanceled, psycopg.OperationalError):
             raise
         except psycopg.Error:
-            # DECLARE refuses some statements (e.g. data-modifying WITH);
-            # run it plainly, which also reports real errors in the user's words.
-            pass
+            # DECLARE refuses some statements (e.g. data-modifying WITH). It ran
+            # nothing, so the transaction is rolled back and the statement run plainly,
+            # which also reports real errors in the user's own words.
+            conn.rollback()
+            if read_only:
+                conn.execute("SET TRANSACTION READ ONLY")
         else:
             with cursor:
                 return _collect(cursor, max_rows)

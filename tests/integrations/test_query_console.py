@@ -202,3 +202,11 @@ def test_queries_reuse_a_pooled_connection(logged_in_client, integration):
     first = run(logged_in_client, integration, "select pg_backend_pid()")
     second = run(logged_in_client, integration, "select pg_backend_pid()")
     assert first.rows == second.rows  # the same server session: no login per query
+
+
+def test_a_session_setting_does_not_outlive_its_query(logged_in_client, integration):
+    integration.statement_timeout_s = 1
+    integration.save()
+    assert run(logged_in_client, integration, "set statement_timeout = 0").status == "succeeded"
+    after = run(logged_in_client, integration, "select pg_sleep(5)")
+    assert after.status == "failed" and "statement timeout" in after.error
