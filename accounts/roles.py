@@ -37,3 +37,14 @@ def sync_roles(**kwargs: object) -> None:
                 except Permission.DoesNotExist:
                     raise LookupError(f"role {group.name}: no permission {name}") from None
         group.permissions.set(permissions)
+
+
+def admins_manage_users(sender: object, instance: object, action: str, reverse: bool, **kwargs: object) -> None:
+    """Admins manage users and roles in Django's admin (/admin/), which needs is_staff:
+    joining or leaving the Admin group sets it."""
+    if action not in ("post_add", "post_remove", "post_clear") or reverse:
+        return
+    is_admin = instance.groups.filter(name="Admin").exists()
+    if instance.is_staff != is_admin and not instance.is_superuser:
+        instance.is_staff = is_admin
+        instance.save(update_fields=["is_staff"])

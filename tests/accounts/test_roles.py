@@ -74,3 +74,32 @@ def test_runner_may_run_but_not_edit_workflows(runner_client):
     assert runner_client.get(f"/workflows/{workflow.pk}/").status_code == 200
     assert runner_client.get(f"/workflows/{workflow.pk}/edit/").status_code == 403
     assert runner_client.post(f"/workflows/{workflow.pk}/delete/").status_code == 403
+
+
+def test_admins_manage_users_and_roles_in_the_admin(client, django_user_model):
+    from django.contrib.auth.models import Group
+
+    ada = django_user_model.objects.create_user("ada", password="x" * 12)
+    ada.groups.add(Group.objects.get(name="Admin"))
+    ada.refresh_from_db()
+    assert ada.is_staff
+    client.force_login(ada)
+    assert client.get("/admin/auth/user/").status_code == 200
+    assert client.get("/admin/auth/group/").status_code == 200
+    ada.groups.clear()
+    ada.refresh_from_db()
+    assert not ada.is_staff
+
+
+def test_production_settings_pass_the_deploy_check(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "CREDTOOL_DEBUG": "false", "DJANGO_SECRET_KEY": "p" * 30 + "Q9!x" * 10,
+           "DJANGO_ALLOWED_HOSTS": "credtool.example.com", "CREDTOOL_VAR_DIR": str(tmp_path)}
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)  # the browser tests' setting, not production's
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
