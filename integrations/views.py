@@ -123,14 +123,12 @@ def test_connection(request: HttpRequest) -> HttpResponse:
 def preview_credentials(request: HttpRequest) -> HttpResponse:
     """"Run workflow" in the integration form: run it on a worker, then show its masked output
     and what each bound field resolves to. Polled with the form's current values."""
-    integration, kind = _form_subject(request)
-    workflow = Workflow.objects.filter(pk=request.POST.get("credentials_workflow") or None).first()
+    _, kind = _form_subject(request)
+    workflow = Workflow.objects.filter(pk=_id(request.POST.get("credentials_workflow"))).first()
     if workflow is None:
         return render(request, "integrations/_credentials_preview.html", {"problem": "Choose a workflow first."})
-    run_id = request.POST.get("preview_run")
-    run = (WorkflowRun.objects.filter(pk=run_id, workflow=workflow).first() if run_id
-           else workflow_runner.submit(workflow, request.user, trigger="preview"))
-    if run is None:
+    run = WorkflowRun.objects.filter(pk=_id(request.POST.get("preview_run")), workflow=workflow).first()
+    if run is None:  # the button was clicked (no run yet), not a poll
         run = workflow_runner.submit(workflow, request.user, trigger="preview")
     context = {"run": run, "workflow": workflow}
     if run.is_final and run.status == "succeeded":
@@ -139,8 +137,13 @@ def preview_credentials(request: HttpRequest) -> HttpResponse:
     return render(request, "integrations/_credentials_preview.html", context)
 
 
+def _id(value: str | None) -> int | None:
+    """A posted id, or None for anything that is not one (never a server error)."""
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) < 19 else None
+
+
 def _form_subject(request: HttpRequest) -> tuple[Integration | None, kinds.Kind]:
-    pk = request.POST.get("integration")
+    pk = _id(request.POST.get("integration"))
     integration = get_object_or_404(Integration, pk=pk) if pk else None
     return integration, integration.kind_impl if integration else _kind_from(request)
 

@@ -50,3 +50,13 @@ def test_query_form_refuses_bad_input_without_a_server_error(logged_in_client, s
     integration, _ = Integration.objects.get_or_create(name="P", kind="postgres", config={})
     response = logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": sql}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(workflow=TEXT, preview_run=TEXT, integration=TEXT)
+def test_preview_and_test_connection_refuse_bad_ids_without_a_server_error(logged_in_client, workflow, preview_run,
+                                                                         integration):
+    data = {"kind": "postgres", "credentials_workflow": workflow, "preview_run": preview_run,
+            "integration": integration, "fetch_credentials": "on"}
+    for url in ("/integrations/preview-credentials/", "/integrations/test-connection/"):
+        assert logged_in_client.post(url, data, HTTP_HX_REQUEST="true").status_code in (200, 404)
