@@ -144,7 +144,6 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The worker writes run records while the web process reads them: WAL lets
     # readers and one writer work together, IMMEDIATE avoids mid-transaction
     # lock upgrades that fail with "database is locked".
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
         "transaction_mode": "IMMEDIATE",
@@ -191,6 +190,8 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request without it
 
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+# Sessions read from memory, written through to the database: one query less per request.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 LOGGING = {
     "version": 1,
@@ -244,7 +245,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         processed_folder=str(_default_broker_dir / "processed"),
         control_folder=str(_default_broker_dir / "control"),
         store_processed=False,
-        polling_interval=0.05,
+        # Measured: 0.05 s made a no-op task take ~47 ms, 0.01 s ~10 ms, for ~1% idle CPU.
+        polling_interval=0.01,
     )
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -258,4 +260,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_POOL = env_str("CREDTOOL_WORKER_POOL", "threads")
 CELERY_WORKER_CONCURRENCY = env_int("CREDTOOL_WORKER_CONCURRENCY", 8, minimum=1)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes the database connection around every task unless told
+# otherwise: 0.5 ms per query on SQLite, 5.7 ms on PostgreSQL. Connections are kept
+# and checked by close_old_connections (CONN_MAX_AGE, health checks) as for requests.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -179,8 +179,9 @@ def run_query(request: HttpRequest, pk: int) -> HttpResponse:
         if request.htmx:
             return render(request, "integrations/_query_form_errors.html", {"form": form})
         return render(request, "integrations/integration_detail.html", _detail_context(integration, form))
-    run = execution.submit(integration, form.cleaned_data["sql"], request.user)
-    record(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
+    with transaction.atomic():  # the run and its audit event: one write, one commit
+        run = execution.submit(integration, form.cleaned_data["sql"], request.user)
+        record(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
     return redirect("integrations:run", pk=integration.pk, run_id=run.pk)

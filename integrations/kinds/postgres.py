@@ -45,7 +45,10 @@ def _reusable(conn: psycopg.Connection) -> bool:
     return not conn.closed and conn.info.transaction_status == pq.TransactionStatus.IDLE
 
 
-_pool: ConnectionPool[psycopg.Connection] = ConnectionPool(is_reusable=_reusable)
+# As many idle connections as the worker has threads: fewer made every busy query
+# open a new connection (0.3 per query at 16 clients with 4 kept, 0.006 with 8).
+_pool: ConnectionPool[psycopg.Connection] = ConnectionPool(
+    is_reusable=_reusable, max_idle=int(os.environ.get("CREDTOOL_WORKER_CONCURRENCY") or 8))
 
 
 @register
@@ -220,8 +223,10 @@ def _execute(conn: psycopg.Connection, sql: str, *, max_rows: int, read_only: bo
             if read_only:
                 conn.execute("SET TRANSACTION READ ONLY")
         else:
-            with cursor:
-                return _collect(cursor, max_rows)
+            result = _collect(cursor, max_rows)
+            conn.commit()  # ends the cursor too: closing it afterwards costs no round trip
+            cursor.close()
+            return result
     with conn.cursor() as cursor:
         cursor.execute(sql)
         return _collect(cursor, max_rows)
