@@ -150,6 +150,9 @@ def test_an_unreachable_secrets_manager_fails_at_the_workflow_stage(logged_in_cl
     run = query(logged_in_client, integration)
     assert run.status == "failed" and run.error_stage == "workflow"
     assert "EndpointConnectionError" in run.error or "Could not connect" in run.error
+    # The service comes back: the next query fetches again by itself (a failure is never cached).
+    Step.objects.filter(workflow=workflow).update(code=GET_SECRETS)
+    assert query(logged_in_client, integration).status == "succeeded"
 
 
 def test_a_binding_to_a_missing_field_fails_at_the_binding_stage(logged_in_client, integration):
