@@ -4,12 +4,11 @@ Pure module: runs without Django (``-p no:django``).
 """
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workflows.bindings import (
