@@ -80,26 +80,6 @@ class ConnectionPool(Generic[C]):
             else:
                 _close_quietly(entry.connection)
 
-    def forget(self, key: int | None, *, keep: str | None = None) -> None:
-        """Close idle connections of ``key`` except those with fingerprint ``keep``."""
-        with self._lock:
-            by_fingerprint = self._idle.get(key, {})
-            stale = [fp for fp in by_fingerprint if fp != keep]
-            doomed = [entry for fp in stale for entry in by_fingerprint.pop(fp)]
-        for entry in doomed:
-            _close_quietly(entry.connection)
-
-    def close_all(self) -> None:
-        with self._lock:
-            doomed = [e for by_fp in self._idle.values() for lst in by_fp.values() for e in lst]
-            self._idle.clear()
-        for entry in doomed:
-            _close_quietly(entry.connection)
-
-    def idle_count(self, key: int | None) -> int:
-        with self._lock:
-            return sum(len(lst) for lst in self._idle.get(key, {}).values())
-
     def _checkout(self, key: int | None, fingerprint: str) -> _Idle[C] | None:
         now = time.monotonic()
         expired: list[_Idle[C]] = []

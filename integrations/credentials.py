@@ -39,7 +39,7 @@ class StaticSource:
     """The values typed into the form; secrets decrypted from the row."""
 
     def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
-        return Credentials(integration.pk, {**integration.config, **integration.secrets()})
+        return Credentials(integration.pk, stored_values(integration))
 
 
 @dataclass
@@ -58,7 +58,6 @@ class FetchedSource:
         self._cache: dict[int, _Cached] = {}
         self._locks: dict[int, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        self.workflow_runs = 0  # how many times this process ran a credentials workflow
 
     def _lock_for(self, integration_id: int) -> threading.Lock:
         with self._locks_guard:
@@ -89,7 +88,6 @@ class FetchedSource:
                 return cached
             credentials = fetch(integration.credentials_workflow, stored_values(integration),
                                 integration_id=integration.pk, trigger="credentials")
-            self.workflow_runs += 1
             if integration.credentials_cache_s > 0 or rejected is not None:
                 # With no cache time, the entry only lets concurrent retries share one refetch.
                 self._cache[integration.pk] = _Cached(
@@ -97,9 +95,6 @@ class FetchedSource:
             else:
                 self._cache.pop(integration.pk, None)
             return credentials
-
-    def forget(self, integration_id: int) -> None:
-        self._cache.pop(integration_id, None)
 
 
 def _revisions(integration: Integration) -> tuple[int, int]:
@@ -166,5 +161,4 @@ def with_credentials(integration: Integration, use: Callable[[Credentials], T]) 
         refreshed = source.resolve(integration, rejected=credentials.fingerprint)
         if refreshed.fingerprint == credentials.fingerprint:
             raise
-        integration.kind_impl.forget(integration.pk, keep=refreshed.fingerprint)
         return use(refreshed)

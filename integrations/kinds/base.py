@@ -131,6 +131,3 @@ class Kind:
 
         ``read_only``: the database itself must refuse writes (not a check of the SQL text)."""
         raise NotImplementedError
-
-    def forget(self, integration_id: int, *, keep: str | None = None) -> None:
-        """Close pooled connections of an integration, except those made with fingerprint ``keep``."""

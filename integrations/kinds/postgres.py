@@ -185,9 +185,6 @@ class Postgres(Kind):
                     except psycopg.Error:
                         conn.close()
 
-    def forget(self, integration_id: int, *, keep: str | None = None) -> None:
-        _pool.forget(integration_id, keep=keep)
-
 
 class _StaleConnection(Exception):
     pass
