@@ -17,7 +17,7 @@ def client_ip(request: HttpRequest | None) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
 
 
-def record(request: HttpRequest | None, action: str, obj: models.Model | None = None, *,
+def record_event(request: HttpRequest | None, action: str, obj: models.Model | None = None, *,
            actor: Any = None, **detail: Any) -> AuditEvent:
     user = actor if actor is not None else getattr(request, "user", None)
     authenticated = user is not None and getattr(user, "is_authenticated", False)

@@ -118,7 +118,8 @@ class RunWatcher:
     def _loop(self) -> None:
         from django.db import close_old_connections
 
-        from integrations.models import FINAL_STATUSES, QueryRun
+        from integrations.models import QueryRun
+        from runs.models import FINAL_STATUSES
 
         try:
             while not self._stop.is_set():

@@ -206,7 +206,7 @@ def seed_app(target: Target) -> App:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from credtool.demo import BINDINGS, GET_SECRETS_CODE
+    from devtools.demo import BINDINGS, GET_SECRETS_CODE
     from integrations.models import Integration
     from workflows.models import Step, Workflow
 
@@ -460,7 +460,8 @@ def _connections_made() -> int | None:
 
 
 def _finished_runs() -> int:
-    from integrations.models import FINAL_STATUSES, QueryRun
+    from integrations.models import QueryRun
+    from runs.models import FINAL_STATUSES
 
     return QueryRun.objects.filter(status__in=FINAL_STATUSES).count()
 

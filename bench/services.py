@@ -1,6 +1,6 @@
 """The processes the benchmark runs against, started and always stopped by it.
 
-PostgreSQL (``TEST_POSTGRES_URL``, else a throwaway server from credtool.localpg),
+PostgreSQL (``TEST_POSTGRES_URL``, else a throwaway server from devtools.localpg),
 moto's server for Secrets Manager, a Celery worker on the configured broker and a
 web server. Everything listens on 127.0.0.1. ``Services`` is a context manager:
 leaving it (normally, on an error or on Ctrl+C) stops every process it started,
@@ -138,7 +138,7 @@ class Services:
             psycopg.connect(url, connect_timeout=5).close()
             self.postgres_source = "TEST_POSTGRES_URL"
             return url
-        from credtool import localpg
+        from devtools import localpg
 
         before = set(Path(tempfile.gettempdir()).glob("credtool-pg-*"))
         try:
@@ -149,7 +149,7 @@ class Services:
                 _stop_postgres(datadir)
             raise
         self._cleanups.append(server.stop)
-        self.postgres_source = "throwaway (credtool.localpg)"
+        self.postgres_source = "throwaway (devtools.localpg)"
         return server.url
 
     def target_database(self, superuser_url: str) -> Target:

@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.forms",
     "django_htmx",
+    "runs",
     "audit",
     "workflows",
     "integrations",
@@ -129,6 +130,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # Filters every app's pages use: one library, loaded as {% load display %}.
+            "libraries": {"display": "credtool.display"},
         },
     },
 ]

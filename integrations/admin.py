@@ -15,5 +15,5 @@ class IntegrationAdmin(admin.ModelAdmin):
 class QueryRunAdmin(admin.ModelAdmin):
     list_display = ("pk", "integration", "user", "status", "created_at", "duration_ms", "row_count")
     list_filter = ("status",)
-    exclude = ("rows",)
-    readonly_fields = [f.name for f in QueryRun._meta.fields if f.name != "rows"]
+    exclude = ("results",)
+    readonly_fields = [f.name for f in QueryRun._meta.fields if f.name != "results"]

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from credtool.masking import MASK
-from workflows.bindings import Binding, BindingError, has_bindings, parse, resolve
-from workflows.models import RunStatus, Workflow, WorkflowRun
+from workflows.bindings import Binding, BindingError, evaluate_text, has_bindings, parse
+from runs.models import RunStatus
+from workflows.models import Workflow, WorkflowRun
 
 from .kinds.base import Kind
 
@@ -35,7 +36,7 @@ def check_against_last_preview(text: str, workflow: Workflow) -> str:
     try:
         if any(_reaches_mask(b.path, run.output) for b in parse(text) if isinstance(b, Binding)):
             return ""  # a path into a masked subtree cannot be checked here; the worker will
-        resolve(text, {workflow.name: run.output})
+        evaluate_text(text, {workflow.name: run.output})
     except BindingError as exc:
         return f"{exc} (in the last run of {workflow.name})"
     return ""
@@ -64,7 +65,7 @@ def resolved_fields(kind: Kind, values: dict[str, Any], workflow: Workflow, outp
         if not (isinstance(text, str) and has_bindings(text)):
             continue
         try:
-            value = resolve(text, {workflow.name: output})
+            value = evaluate_text(text, {workflow.name: output})
             shown = MASK if spec.name in secret else str(value)
             rows.append(ResolvedField(spec.label, text, shown))
         except BindingError as exc:

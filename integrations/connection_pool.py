@@ -8,6 +8,11 @@ on the caller's thread, and the pool only keeps idle ones for reuse.
 
 Keys include the credentials' fingerprint: a rotated secret never reuses a
 connection made with the old one, and the old connections are closed.
+
+A connection goes back to the pool only after ``reset`` has returned it to the
+state it had when it was made (PostgreSQL: ``DISCARD ALL``): whatever one query
+set (settings, temporary tables, prepared statements, roles) never reaches the
+next query, whoever runs it.
 """
 from __future__ import annotations
 
@@ -47,10 +52,12 @@ class ConnectionPool(Generic[C]):
         max_idle: int = 4,
         max_lifetime_s: float = 600.0,
         is_reusable: Callable[[C], bool],
+        reset: Callable[[C], None],
     ) -> None:
         self._max_idle = max_idle
         self._max_lifetime_s = max_lifetime_s
         self._is_reusable = is_reusable
+        self._reset = reset
         self._lock = threading.Lock()
         # integration id -> fingerprint -> idle connections (LIFO: warm ones first)
         self._idle: dict[int | None, dict[str, list[_Idle[C]]]] = defaultdict(dict)
@@ -61,8 +68,8 @@ class ConnectionPool(Generic[C]):
                    fresh: bool = False) -> Iterator[Lease[C]]:
         """Lend an idle connection (or a new one, or always a new one with ``fresh``).
 
-        It goes back to the pool only if the block ends without an exception and
-        ``is_reusable`` accepts it; otherwise it is closed.
+        It goes back to the pool only if the block ends without an exception,
+        ``is_reusable`` accepts it and ``reset`` succeeds; otherwise it is closed.
         """
         entry = None if fresh else self._checkout(key, fingerprint)
         reused = entry is not None
@@ -75,10 +82,17 @@ class ConnectionPool(Generic[C]):
             yield Lease(entry.connection, reused)
             healthy = True
         finally:
-            if healthy and self._is_reusable(entry.connection):
+            if healthy and self._is_reusable(entry.connection) and self._reset_quietly(entry.connection):
                 self._checkin(key, fingerprint, entry)
             else:
                 _close_quietly(entry.connection)
+
+    def _reset_quietly(self, connection: C) -> bool:
+        try:
+            self._reset(connection)
+            return True
+        except Exception:  # a connection that cannot be reset is not reused
+            return False
 
     def _checkout(self, key: int | None, fingerprint: str) -> _Idle[C] | None:
         now = time.monotonic()

@@ -18,8 +18,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, TypeVar
 
+from credtool.masking import mask_text, secret_values
 from workflows import runner
-from workflows.bindings import BindingError, has_bindings, resolve
+from workflows.bindings import BindingError, evaluate_text, has_bindings
 from workflows.models import Workflow
 
 from .kinds.base import Credentials, StageError
@@ -30,7 +31,7 @@ T = TypeVar("T")
 
 
 class CredentialSource(Protocol):
-    def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
+    def credentials_for(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
         """The credentials to connect with; ``rejected`` is a fingerprint the database just refused."""
         ...
 
@@ -38,8 +39,10 @@ class CredentialSource(Protocol):
 class StaticSource:
     """The values typed into the form; secrets decrypted from the row."""
 
-    def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
-        return Credentials(integration.pk, stored_values(integration))
+    def credentials_for(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
+        secrets = integration.secrets()
+        return Credentials(integration.pk, {**integration.config, **secrets},
+                           hidden=tuple(str(v) for v in secrets.values() if v))
 
 
 @dataclass
@@ -78,7 +81,7 @@ class FetchedSource:
             return None
         return entry.credentials
 
-    def resolve(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
+    def credentials_for(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
         cached = self._fresh(integration, rejected=rejected)
         if cached is not None:
             return cached
@@ -87,7 +90,8 @@ class FetchedSource:
             if cached is not None:
                 return cached
             credentials = fetch(integration.credentials_workflow, stored_values(integration),
-                                integration_id=integration.pk, trigger="credentials")
+                                integration_id=integration.pk, trigger="credentials",
+                                secret_fields=integration.kind_impl.secret_fields())
             if integration.credentials_cache_s > 0 or rejected is not None:
                 # With no cache time, the entry only lets concurrent retries share one refetch.
                 self._cache[integration.pk] = _Cached(
@@ -102,37 +106,55 @@ def _revisions(integration: Integration) -> tuple[int, int]:
     return integration.revision, workflow.revision if workflow is not None else 0
 
 
-def fetch(workflow: Workflow | None, values: dict[str, Any], *, integration_id: int | None,
-          trigger: str) -> Credentials:
-    """Run the workflow now and render the bindings in ``values`` with its response."""
+def fetch(workflow: Workflow | None, values: dict[str, Any], *, integration_id: int | None, trigger: str,
+          secret_fields: tuple[str, ...]) -> Credentials:
+    """Run the workflow now and render the bindings in ``values`` with its response.
+
+    The workflow's record masks what the secret fields render to, as well as
+    what it returned under secret-looking keys: a password bound from a key
+    named "pw" stays out of the run's page too.
+    """
     if workflow is None:
         raise StageError("workflow", "no workflow is chosen to fetch the credentials")
+    rendered: list[Credentials] = []
+
+    def hide(outcome: runner.WorkflowOutcome) -> list[str]:
+        try:
+            rendered.append(render(integration_id, values, workflow.name, outcome.response, secret_fields))
+        except StageError:
+            return []  # reported below, when rendered for real
+        return list(rendered[0].hidden)
+
     try:
-        outcome = runner.run_and_record(workflow, trigger=trigger)
+        outcome = runner.run_now(workflow, trigger=trigger, hide=hide)
     except Exception as exc:
         log.exception("credentials workflow %s could not run", workflow.pk)
         raise StageError("workflow", f"{workflow.name} could not run ({type(exc).__name__})") from None
     if not outcome.ok:
         # The recorded run holds the masked details; the message is masked the same way.
         raise StageError("workflow", f"{workflow.name} {outcome.masked_error or 'failed'}")
-    return render(integration_id, values, workflow.name, outcome.response)
+    return rendered[0] if rendered else render(integration_id, values, workflow.name, outcome.response, secret_fields)
 
 
 def stored_values(integration: Integration) -> dict[str, Any]:
     return {**integration.config, **integration.secrets()}
 
 
-def render(integration_id: int | None, values: dict[str, Any], workflow_name: str, response: Any) -> Credentials:
+def render(integration_id: int | None, values: dict[str, Any], workflow_name: str, response: Any,
+           secret_fields: tuple[str, ...]) -> Credentials:
+    """The fields' bindings rendered with the workflow's response. What the secret fields render to
+    and what the response holds under secret-looking keys are kept apart, to be masked in messages."""
     rendered: dict[str, Any] = {}
     for name, value in values.items():
         if isinstance(value, str) and has_bindings(value):
             try:
-                rendered[name] = resolve(value, {workflow_name: response})
+                rendered[name] = evaluate_text(value, {workflow_name: response})
             except BindingError as exc:
                 raise StageError("binding", f"{name}: {exc}") from None
         else:
             rendered[name] = value
-    return Credentials(integration_id, rendered)
+    hidden = secret_values(response) + [str(rendered[n]) for n in secret_fields if rendered.get(n)]
+    return Credentials(integration_id, rendered, hidden=tuple(dict.fromkeys(hidden)))
 
 
 static_source = StaticSource()
@@ -144,21 +166,33 @@ def source_for(integration: Integration) -> CredentialSource:
 
 
 def with_credentials(integration: Integration, use: Callable[[Credentials], T]) -> T:
-    """Resolve the credentials and call ``use``; after a rejected login, refetch and retry once.
+    """Get the credentials and call ``use``; after a rejected login, refetch and retry once.
 
     A rotated secret shows up as the database refusing the cached password. The
     retry happens only when the refetched credentials differ from the refused
     ones, so a wrong password in the secret itself fails at once, without a loop.
+    Every error that leaves here has the credentials' secret texts masked.
     """
     source = source_for(integration)
-    credentials = source.resolve(integration)
+    credentials = source.credentials_for(integration)
     try:
         return use(credentials)
     except StageError as exc:
         if not (exc.auth_failure and integration.fetch_credentials):
-            raise
+            raise masked(exc, credentials) from None
         log.info("integration %s: login refused, fetching its credentials again", integration.pk)
-        refreshed = source.resolve(integration, rejected=credentials.fingerprint)
+        refreshed = source.credentials_for(integration, rejected=credentials.fingerprint)
         if refreshed.fingerprint == credentials.fingerprint:
-            raise
-        return use(refreshed)
+            raise masked(exc, credentials) from None
+        try:
+            return use(refreshed)
+        except StageError as again:
+            raise masked(again, refreshed, credentials) from None
+
+
+def masked(error: StageError, *credentials: Credentials) -> StageError:
+    """``error`` with every secret text of ``credentials`` masked in its message."""
+    hidden = [text for each in credentials for text in each.hidden]
+    error.message = mask_text(error.message, hidden)
+    error.args = (error.message,)
+    return error

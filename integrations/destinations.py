@@ -25,7 +25,7 @@ ALWAYS_BLOCKED = [ipaddress.ip_network(n) for n in (
 )]
 
 
-def resolve(host: str, port: int) -> Address:
+def lookup_address(host: str, port: int) -> Address:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -35,7 +35,7 @@ def resolve(host: str, port: int) -> Address:
 
 def check(host: str, port: int) -> str:
     """The address to connect to for ``host``, or StageError("connection") if it is not allowed."""
-    address = resolve(host, port)
+    address = lookup_address(host, port)
     if address.version == 6 and address.ipv4_mapped:
         address = address.ipv4_mapped
     for network in ALWAYS_BLOCKED:
@@ -64,7 +64,7 @@ def _app_endpoints() -> frozenset[tuple[object, int]]:
         candidates.append((broker.hostname, broker.port or {"redis": 6379, "amqp": 5672}.get(broker.scheme, 0)))
     for host, port in candidates:
         try:
-            address = resolve(host, port)
+            address = lookup_address(host, port)
         except StageError:
             continue
         endpoints.add((address, port))

@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from workflows.bindings import BindingError, has_bindings, parse
 from workflows.models import Workflow
 
-from . import kinds
+from . import kinds, secrets_policy
 from .kinds.base import FieldSpec, Kind
 from .models import Integration
 
@@ -52,11 +52,12 @@ class IntegrationForm(forms.Form):
     )
     statement_timeout_s = forms.IntegerField(
         label="Statement timeout (seconds)", initial=30, min_value=1, max_value=3600,
-        help_text="A query running longer than this is stopped by the database.",
+        help_text="A query (all its statements together) running longer than this is stopped.",
     )
     read_only = forms.BooleanField(
         label="Read-only", required=False,
-        help_text="Queries run in a read-only transaction: the database refuses writes and DDL.",
+        help_text="Queries run in a read-only session and transaction: the database refuses writes and DDL, "
+                  "and statements that would end the transaction or undo read-only are refused.",
     )
     shared_with = forms.ModelMultipleChoiceField(
         label="Shared with", required=False, queryset=get_user_model().objects.filter(is_active=True),
@@ -144,7 +145,22 @@ class IntegrationForm(forms.Form):
         for field, message in self.kind_impl.validate(literal).items():
             if field not in self.errors:
                 self.add_error(field, message)
+        self._check_kept_secrets(cleaned)
         return cleaned
+
+    def _check_kept_secrets(self, cleaned: dict[str, Any]) -> None:
+        """A blank secret keeps the stored one only while it would go where it was stored for."""
+        if self.instance is None:
+            return
+        kind = self.kind_impl
+        if secrets_policy.same_destination(kind, self.instance, cleaned):
+            return
+        labels = [kind.field(name).label.lower() for name in kind.secret_destination_fields]
+        where = " or ".join([", ".join(labels[:-1]), labels[-1]]) if len(labels) > 1 else labels[0]
+        for name in kind.secret_fields():
+            if not cleaned.get(name) and self.instance.has_secret(name) and name not in self.errors:
+                self.add_error(name, f"Type the {kind.field(name).label.lower()} again: the {where} changed, and the "
+                                     "stored one is only ever sent where it was saved for.")
 
     def _check_binding(self, spec: FieldSpec, text: str, workflow: Workflow | None) -> None:
         try:
@@ -173,7 +189,7 @@ def _form_field(spec: FieldSpec, *, editing: bool) -> forms.Field:
     if spec.secret:
         help_text = "Stored encrypted; never shown again."
         if editing:
-            help_text = "Leave blank to keep the stored value."
+            help_text = "Leave blank to keep the stored value (only while the connection's destination and user stay the same)."
         return forms.CharField(
             **{**common, "required": False, "help_text": help_text}, max_length=1000,
             widget=SecretInput(attrs={"autocomplete": "new-password", "spellcheck": "false"}), strip=False,

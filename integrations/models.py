@@ -6,10 +6,9 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
-from django.utils import timezone
 
 from credtool import crypto
-from workflows.models import FINAL_STATUSES, RunStatus  # one set of run states for the whole app
+from runs.models import BackgroundRun
 
 from . import kinds
 
@@ -38,7 +37,7 @@ class Integration(models.Model):
     # Runners see and query only the integrations shared with them.
     shared_with = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_integrations")
     read_only = models.BooleanField(
-        "Read-only", default=False, help_text="Queries run in a read-only transaction: no writes, no DDL.")
+        "Read-only", default=False, help_text="Queries run in a read-only session and transaction: no writes, no DDL.")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -87,31 +86,23 @@ class Integration(models.Model):
 
 
 
-class QueryRun(models.Model):
-    """One query a user ran: the record, and the (capped) result to show."""
+class QueryRun(BackgroundRun):
+    """One query a user ran: the record, and the (capped) result of each of its statements."""
+
+    task_name = "integrations.run_query"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     sql = models.TextField()
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
+    # One entry per statement, in order: {"statement", "columns", "rows", "row_count",
+    # "truncated", "status"}; rows hold cells as the kind converted them (see kinds/cells.py).
+    results = models.JSONField(default=list, blank=True)
+    # Rows of all results together (as far as they were read), and the last statement's status.
     row_count = models.IntegerField(null=True, blank=True)
-    truncated = models.BooleanField(default=False)
-    columns = models.JSONField(default=list, blank=True)
-    rows = models.JSONField(default=list, blank=True)
     status_message = models.CharField(max_length=200, blank=True, default="")
     error_stage = models.CharField(max_length=20, blank=True, default="")
     error = models.TextField(blank=True, default="")
-    cancel_requested = models.BooleanField(default=False)
-    # A running run's worker renews this while it works; once it passes, the worker is
-    # presumed lost and the run is failed (see execution.reap_lost_runs).
-    lease_until = models.DateTimeField(null=True, blank=True)
-    # When its task was last handed to the broker: a queued run whose message the
-    # broker lost (a restart without persistence) is sent again after a while.
-    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -121,25 +112,27 @@ class QueryRun(models.Model):
     def __str__(self) -> str:
         return f"run {self.pk} of {self.integration_id}"
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    @property
-    def lease_expired(self) -> bool:
-        return self.status == RunStatus.RUNNING and self.lease_until is not None and self.lease_until < timezone.now()
+    @classmethod
+    def error_fields(cls, message: str) -> dict[str, Any]:
+        return {"error_stage": "", "error": message}
 
     @property
     def error_text(self) -> str:
         return f"{self.error_stage.capitalize()} failed: {self.error}" if self.error_stage else self.error
 
+    @property
+    def truncated(self) -> bool:
+        return any(result.get("truncated") for result in self.results)
 
-class ConnectionCheck(models.Model):
+
+class ConnectionCheck(BackgroundRun):
     """A "Test connection" of form values not yet saved, run by a worker.
 
     The worker is the only process that talks to users' databases, so the form's
     values wait here (secrets encrypted) for it, and the row is emptied once done.
     """
+
+    task_name = "integrations.check_connection"
 
     kind = models.CharField(max_length=40)
     integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
@@ -149,11 +142,8 @@ class ConnectionCheck(models.Model):
     credentials_workflow = models.ForeignKey(
         "workflows.Workflow", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
     message = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
+    @classmethod
+    def error_fields(cls, message: str) -> dict[str, Any]:
+        return {"message": message, "secrets_encrypted": ""}

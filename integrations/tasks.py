@@ -12,9 +12,7 @@ log = logging.getLogger(__name__)
 
 
 @worker_ready.connect
-def start_run_watcher(sender: object = None, **kwargs: object) -> None:
-    # Also reaps runs left "running" by a worker that died, even when no query runs here.
-    execution.cancel_watcher.start()
+def warn_about_forked_pools(sender: object = None, **kwargs: object) -> None:
     pool = type(getattr(sender, "pool", None)).__module__ if sender is not None else ""
     if pool and not pool.startswith(("celery.concurrency.thread", "celery.concurrency.solo")):
         # Forked pool processes each keep their own credential cache and watcher.

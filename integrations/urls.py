@@ -16,4 +16,5 @@ urlpatterns = [
     path("<int:pk>/runs/<int:run_id>/", views.query_run, name="run"),
     path("<int:pk>/runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
     path("<int:pk>/runs/<int:run_id>/csv/", views.run_csv, name="run_csv"),
+    path("<int:pk>/runs/<int:run_id>/csv/<int:number>/", views.run_csv, name="run_csv_result"),
 ]

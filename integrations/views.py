@@ -1,25 +1,29 @@
 from __future__ import annotations
 
 import csv
+import re
+from typing import Any, Iterator
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from accounts.access import integrations_for
-from audit.log import record
+from audit.log import record_event
+from runs import lifecycle
 from workflows import runner as workflow_runner
 from workflows.models import Workflow, WorkflowRun
 
 from . import binding_preview, configuration, execution, kinds
+from .access import integrations_for, runs_for
 from .forms import IntegrationForm, QueryForm
+from .kinds.cells import cell_text
 from .models import ConnectionCheck, Integration, QueryRun
 
 
@@ -49,8 +53,8 @@ def integration_create(request: HttpRequest) -> HttpResponse:
     kind = _kind_from(request)
     form = IntegrationForm(request.POST or None, kind=kind)
     if request.method == "POST" and form.is_valid():
-        integration = configuration.save(form, request.user)
-        record(request, "create", integration, fields=form.changed_fields())
+        integration, changed = configuration.save(form, request.user)
+        record_event(request, "create", integration, fields=changed)
         messages.success(request, f"Integration “{integration.name}” was created.")
         return redirect(integration)
     if request.htmx and request.method == "GET":
@@ -66,13 +70,14 @@ def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(Integration, pk=pk)
     form = IntegrationForm(request.POST or None, kind=integration.kind_impl, instance=integration)
     if request.method == "POST" and form.is_valid():
-        configuration.save(form, request.user)
-        record(request, "change", integration, fields=form.changed_fields())
-        messages.success(request, f"Integration “{integration.name}” was saved.")
+        _, changed = configuration.save(form, request.user)
+        record_event(request, "change", integration, fields=changed)
+        messages.success(request, f"Integration “{integration.name}” was saved." if changed
+                         else f"Nothing changed in “{integration.name}”.")
         return redirect(integration)
-    context = {"form": form, "integration": integration}
+    context: dict[str, Any] = {"form": form, "integration": integration}
     workflow = integration.credentials_workflow
-    if integration.fetch_credentials and workflow is not None:
+    if integration.fetch_credentials and workflow is not None and not form.is_bound:
         # What the bound fields resolve to, from the workflow's last successful run (masked).
         run = binding_preview.last_preview(workflow)
         if run is not None:
@@ -89,7 +94,7 @@ def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
         name = integration.name
         try:
             with transaction.atomic():  # a refused delete leaves no audit event
-                record(request, "delete", integration)
+                record_event(request, "delete", integration)
                 integration.delete()
         except ProtectedError:
             messages.error(request, f"“{name}” is still in use and was not deleted.")
@@ -113,7 +118,7 @@ def test_connection(request: HttpRequest) -> HttpResponse:
         return render(request, "integrations/_test_connection_result.html", {"field_errors": field_errors})
     workflow = form.cleaned_data.get("credentials_workflow") if form.cleaned_data.get("fetch_credentials") else None
     check = execution.submit_connection_check(kind.slug, form.values(), integration, request.user, workflow=workflow)
-    record(request, "test_connection", integration, kind=kind.slug)
+    record_event(request, "test_connection", integration, kind=kind.slug)
     return render(request, "integrations/_test_connection_result.html", {"check": check})
 
 
@@ -127,9 +132,11 @@ def preview_credentials(request: HttpRequest) -> HttpResponse:
     workflow = Workflow.objects.filter(pk=_id(request.POST.get("credentials_workflow"))).first()
     if workflow is None:
         return render(request, "integrations/_credentials_preview.html", {"problem": "Choose a workflow first."})
-    run = WorkflowRun.objects.filter(pk=_id(request.POST.get("preview_run")), workflow=workflow).first()
+    run = WorkflowRun.objects.filter(pk=_id(request.POST.get("preview_run")), workflow=workflow,
+                                     user=request.user).first()
     if run is None:  # the button was clicked (no run yet), not a poll
         run = workflow_runner.submit(workflow, request.user, trigger="preview")
+    run = lifecycle.reap_if_lost(run)
     context = {"run": run, "workflow": workflow}
     if run.is_final and run.status == "succeeded":
         values = {name: request.POST.get(name, "") for name in kind.field_names()}
@@ -150,7 +157,7 @@ def _form_subject(request: HttpRequest) -> tuple[Integration | None, kinds.Kind]
 
 @require_GET
 def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
-    check = get_object_or_404(ConnectionCheck, pk=pk, user=request.user)
+    check = lifecycle.reap_if_lost(get_object_or_404(ConnectionCheck, pk=pk, user=request.user))
     return render(request, "integrations/_test_connection_result.html", {"check": check})
 
 
@@ -158,16 +165,14 @@ def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
 @_can("integrations.view_integration")
 def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(integrations_for(request.user), pk=pk)
-    return render(request, "integrations/integration_detail.html", _detail_context(integration, QueryForm()))
+    return render(request, "integrations/integration_detail.html", _detail_context(request, integration, QueryForm()))
 
 
-def _detail_context(integration: Integration, form: QueryForm, run: QueryRun | None = None) -> dict:
-    recent = integration.runs.select_related("user").defer("rows", "columns")[: settings.QUERY_RECENT_RUNS]
+def _detail_context(request: HttpRequest, integration: Integration, form: QueryForm,
+                    run: QueryRun | None = None) -> dict[str, Any]:
+    recent = (runs_for(request.user).filter(integration=integration).select_related("user")
+              .defer("results")[: settings.QUERY_RECENT_RUNS])
     return {"integration": integration, "form": form, "run": run, "recent_runs": recent}
-
-
-def _runs_visible_to(request: HttpRequest):
-    return QueryRun.objects.filter(integration__in=integrations_for(request.user))
 
 
 @require_POST
@@ -178,36 +183,38 @@ def run_query(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         if request.htmx:
             return render(request, "integrations/_query_form_errors.html", {"form": form})
-        return render(request, "integrations/integration_detail.html", _detail_context(integration, form))
+        return render(request, "integrations/integration_detail.html", _detail_context(request, integration, form))
     with transaction.atomic():  # the run and its audit event: one write, one commit
         run = execution.submit(integration, form.cleaned_data["sql"], request.user)
-        record(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
+        record_event(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
     return redirect("integrations:run", pk=integration.pk, run_id=run.pk)
 
 
+def _visible_run(request: HttpRequest, pk: int, run_id: int) -> QueryRun:
+    return get_object_or_404(runs_for(request.user).select_related("integration", "user"), pk=run_id,
+                             integration_id=pk)
+
+
 @require_GET
 @_can("integrations.view_integration")
 def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(_runs_visible_to(request).select_related("integration", "user"), pk=run_id,
-                            integration_id=pk)
-    if run.lease_expired and execution.reap_lost_runs([run.pk]):  # its worker died: end it now
-        run.refresh_from_db()
+    run = lifecycle.reap_if_lost(_visible_run(request, pk, run_id))
     if request.htmx:
         response = render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
         if run.is_final:
             response["HX-Trigger"] = "run-finished"  # the recent runs list refreshes itself
         return response
     form = QueryForm(initial={"sql": run.sql})
-    return render(request, "integrations/integration_detail.html", _detail_context(run.integration, form, run))
+    return render(request, "integrations/integration_detail.html",
+                  _detail_context(request, run.integration, form, run))
 
 
 @require_POST
 @_can("integrations.run_query")
 def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(_runs_visible_to(request).select_related("integration"), pk=run_id, integration_id=pk)
-    run = execution.request_cancel(run)
+    run = lifecycle.request_cancel(_visible_run(request, pk, run_id))
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
     return redirect("integrations:run", pk=pk, run_id=run.pk)
@@ -215,29 +222,39 @@ def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
 
 @require_GET
 @_can("integrations.view_integration")
-def run_csv(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(_runs_visible_to(request), pk=run_id, integration_id=pk)
-
-    class Echo:
-        def write(self, value: str) -> str:
-            return value
-
-    writer = csv.writer(Echo())
-
-    def lines():
-        yield "\ufeff"  # so that spreadsheet programs read the file as UTF-8
-        yield writer.writerow(run.columns)
-        for row in run.rows:
-            yield writer.writerow(["" if v is None else _csv_safe(v) for v in row])
-
-    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{slugify(run.integration.name) or "query"}-run-{run.pk}.csv"'
+def run_csv(request: HttpRequest, pk: int, run_id: int, number: int = 1) -> HttpResponse:
+    """Result ``number`` (1-based, in statement order) of a run, as CSV."""
+    run = _visible_run(request, pk, run_id)
+    if not 1 <= number <= len(run.results) or not run.results[number - 1]["columns"]:
+        raise Http404("no such result")
+    result = run.results[number - 1]
+    response = StreamingHttpResponse(_csv_lines(result["columns"], result["rows"]),
+                                     content_type="text/csv; charset=utf-8")
+    suffix = f"-{number}" if len(run.results) > 1 else ""
+    filename = f"{slugify(run.integration.name) or 'query'}-run-{run.pk}{suffix}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
-def _csv_safe(value: object) -> object:
-    # A cell starting with = + - @ runs as a formula in spreadsheet programs.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+def _csv_lines(columns: list[str], rows: list[list[Any]]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    yield "\ufeff"  # so that spreadsheet programs read the file as UTF-8
+    yield writer.writerow([_csv_safe(c) for c in columns])
+    for row in rows:
+        yield writer.writerow([_csv_safe(cell_text(v)) for v in row])
+
+
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def _csv_safe(value: str) -> str:
+    # A cell starting with = + - @ (or a tab or carriage return) runs as a formula in
+    # spreadsheet programs: a leading quote makes it text. Plain numbers ("-1.5") stay numbers.
+    if value[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(value):
         return "'" + value
     return value
-

@@ -56,7 +56,7 @@ def postgres_server_url() -> Iterator[str]:
 
         warnings.warn("TEST_POSTGRES_URL's server accepts any password (trust); the integrations' "
                       "target database runs on a throwaway server instead", stacklevel=1)
-    from credtool import localpg
+    from devtools import localpg
 
     server = localpg.start()
     yield server.url
@@ -251,13 +251,19 @@ def wait_for(predicate, timeout: float = 30, interval: float = 0.05, message: st
 
 
 def wait_for_final(model, pk: int, timeout: float = 30):
-    from integrations.models import FINAL_STATUSES
+    from runs.models import FINAL_STATUSES
 
     def final():
         obj = model.objects.get(pk=pk)
         return obj if obj.status in FINAL_STATUSES else None
 
     return wait_for(final, timeout, message=f"{model.__name__} {pk} to finish")
+
+
+def result(run, number: int = 1) -> dict:
+    """Statement ``number``'s result of a finished query run (columns, rows, row_count, truncated, status)."""
+    assert len(run.results) >= number, f"run {run.pk} has {len(run.results)} result(s): {run.error_text}"
+    return run.results[number - 1]
 
 
 # --- Users and the browser -------------------------------------------------------

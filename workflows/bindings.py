@@ -26,14 +26,14 @@ Contracts:
   Texts longer than ``MAX_TEXT_LENGTH``, paths deeper than ``MAX_PATH_DEPTH`` and
   renders longer than ``MAX_RENDERED_LENGTH`` are refused with a clear message.
 
-Rendering a value as text (``render``, and ``resolve`` on mixed text):
+Rendering a value as text (``render``, and ``evaluate_text`` on mixed text):
 
 * strings as they are; ``true``/``false`` for booleans, as in the JSON the user sees;
 * integers in decimal; floats as Python's shortest round-trip ``repr``, except
   that a whole float is written without ``.0`` (``5432.0`` -> ``5432``): JSON
   producers disagree on ``5432`` vs ``5432.0``, and ``host:5432.0`` never works;
 * objects and arrays as compact JSON (``{"a":1}``, ``[1,2]``), non-ASCII kept;
-* ``null`` is an error (``... is null``), in ``render`` and ``resolve`` alike: a
+* ``null`` is an error (``... is null``), in ``render`` and ``evaluate_text`` alike: a
   null host or password is almost always a missing secret or a misspelt key,
   and an empty string would fail later with a far less helpful message (or,
   worse, connect without a password).
@@ -51,7 +51,7 @@ from typing import Any
 __all__ = [
     "MAX_PATH_DEPTH", "MAX_RENDERED_LENGTH", "MAX_TEXT_LENGTH",
     "Binding", "BindingError",
-    "evaluate", "has_bindings", "parse", "render", "resolve", "value_text", "workflows_referenced",
+    "evaluate", "evaluate_text", "has_bindings", "parse", "render", "value_text", "workflows_referenced",
 ]
 
 MAX_TEXT_LENGTH = 10_000
@@ -345,7 +345,7 @@ def evaluate(binding: Binding, responses: Mapping[str, Any]) -> Any:
 
     The value is returned as stored (not copied). Raises ``BindingError`` for a
     missing workflow, key or index, or an accessor applied to the wrong type.
-    ``null`` is returned as ``None`` here; ``render`` and ``resolve`` refuse it.
+    ``null`` is returned as ``None`` here; ``render`` and ``evaluate_text`` refuse it.
     """
     if binding.workflow not in responses:
         names = [str(n) for n in responses]
@@ -437,7 +437,7 @@ def render(text: str, responses: Mapping[str, Any]) -> str:
     return "".join(out)
 
 
-def resolve(text: str, responses: Mapping[str, Any]) -> Any:
+def evaluate_text(text: str, responses: Mapping[str, Any]) -> Any:
     """The raw JSON value when ``text`` is exactly one binding, else ``render(text, responses)``.
 
     ``"{{w.response.port}}"`` gives the int ``5432``, and whitespace around the

@@ -1,5 +1,7 @@
-"""Saving a workflow from its editor."""
+"""Saving a workflow from its editor, and saying what changed."""
 from __future__ import annotations
+
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
@@ -9,21 +11,34 @@ from .models import Step, Workflow
 
 
 @transaction.atomic
-def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet, user: AbstractBaseUser | None) -> Workflow:
-    """Save the workflow with its steps in the posted order; all or nothing."""
+def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet,
+         user: AbstractBaseUser | None) -> tuple[Workflow, list[str]]:
+    """Save the workflow with its steps in the posted order, all or nothing; returns it and the
+    names of what changed (name, description, steps, parameters) compared with what was stored."""
     workflow = form.save(commit=False)
+    before = _snapshot(Workflow.objects.get(pk=workflow.pk)) if workflow.pk else {}
+    parameters = [{"name": f.cleaned_data["name"], "default": f.cleaned_data.get("default", "")} for f in params.forms]
+    new_steps = [(f.cleaned_data["name"], f.cleaned_data["code"], f.cleaned_data["timeout_s"]) for f in steps.forms]
+    after = {"name": workflow.name, "description": workflow.description, "parameters": parameters,
+             "steps": new_steps}
+    changed = sorted(key for key, value in after.items() if before.get(key) != value
+                     and (workflow.pk or value not in ("", [])))
+    if workflow.pk and not changed:
+        return workflow, []  # nothing changed: cached credentials fetched with it stay valid
     if workflow.pk:
         workflow.revision += 1
     else:
         workflow.created_by = user
-    workflow.parameters = [
-        {"name": f.cleaned_data["name"], "default": f.cleaned_data.get("default", "")} for f in params.forms
-    ]
+    workflow.parameters = parameters
     workflow.save()
     workflow.steps.all().delete()
     Step.objects.bulk_create([
-        Step(workflow=workflow, position=i, name=f.cleaned_data["name"], code=f.cleaned_data["code"],
-             timeout_s=f.cleaned_data["timeout_s"])
-        for i, f in enumerate(steps.forms)
+        Step(workflow=workflow, position=i, name=name, code=code, timeout_s=timeout_s)
+        for i, (name, code, timeout_s) in enumerate(new_steps)
     ])
-    return workflow
+    return workflow, changed
+
+
+def _snapshot(workflow: Workflow) -> dict[str, Any]:
+    return {"name": workflow.name, "description": workflow.description, "parameters": workflow.parameters,
+            "steps": [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()]}

@@ -5,6 +5,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 from django.urls import reverse
 
+from runs.models import BackgroundRun, RunStatus
+
 # Workflow and step names are referenced from code (`first.output`) and from
 # bindings (`{{getSecrets.response.host}}`), so they must be identifiers.
 identifier = RegexValidator(
@@ -60,32 +62,17 @@ class Step(models.Model):
         return f"{self.workflow.name}.{self.name}"
 
 
-class RunStatus(models.TextChoices):
-    """The states of every run in the app: workflow runs, query runs, connection checks."""
-
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    SUCCEEDED = "succeeded", "Done"
-    FAILED = "failed", "Failed"
-    TIMED_OUT = "timed_out", "Timed out"
-    CANCELLED = "cancelled", "Cancelled"
-
-
-FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.CANCELLED)
-
-
-class WorkflowRun(models.Model):
+class WorkflowRun(BackgroundRun):
     """A run of a workflow. Everything stored here is masked: no secret value is ever saved."""
+
+    task_name = "workflows.run_workflow"
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    # Why it ran: "manual", "preview" (from an integration form), or "credentials" (before a query).
+    # Why it ran: "manual", "preview" (from an integration form), "credentials" (before a
+    # query) or "test-connection".
     trigger = models.CharField(max_length=20, default="manual")
     params = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.QUEUED)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
@@ -93,14 +80,11 @@ class WorkflowRun(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["workflow", "-created_at"])]
+        indexes = [models.Index(fields=["workflow", "-created_at"]), models.Index(fields=["status", "lease_until"]),
+                   models.Index(fields=["status", "sent_at"])]
 
     def __str__(self) -> str:
         return f"run {self.pk} of {self.workflow_id}"
-
-    @property
-    def is_final(self) -> bool:
-        return self.status in FINAL_STATUSES
 
 
 class StepRun(models.Model):

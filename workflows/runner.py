@@ -2,7 +2,10 @@
 
 The unmasked outcome exists only in the memory of the process that ran it (a
 worker): integrations use it to fill credentials; every stored or shown copy
-goes through ``credtool.masking``.
+goes through ``credtool.masking``, by key and by value: a text that any step
+returned under a secret-looking key (or that an ``Env`` value under such a name
+holds) is masked wherever it shows up again, in later outputs, stdout, stderr
+and errors.
 """
 from __future__ import annotations
 
@@ -10,16 +13,19 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
 from credtool.masking import mask_secrets, mask_text, secret_values
+from runs import lifecycle
 
 from . import sandbox
-from .models import RunStatus, StepRun, Workflow, WorkflowRun
+from runs.models import RunStatus
+
+from .models import StepRun, Workflow, WorkflowRun
 
 log = logging.getLogger(__name__)
 
@@ -100,73 +106,80 @@ def steps_of(workflow: Workflow) -> list[tuple[str, str, int]]:
     return [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()]
 
 
-def run_workflow(workflow: Workflow, *, params: dict[str, Any] | None = None) -> WorkflowOutcome:
-    merged = {**workflow.default_params(), **(params or {})}
-    return run_steps(steps_of(workflow), params=merged, env=worker_env())
-
-
-def record(run_id: int, outcome: WorkflowOutcome, env: dict[str, str]) -> None:
-    """Store the outcome of run ``run_id``, masked."""
-    hidden = [v for v in env.values() if v]
+def hidden_values(outcome: WorkflowOutcome, env: dict[str, str]) -> list[str]:
+    """Every text to mask in what is stored or shown of ``outcome``: the secret ``Env`` values and
+    whatever any step returned under a secret-looking key."""
+    hidden = secret_values(env)
     for step in outcome.steps:
         hidden.extend(secret_values(step.output))
+    return hidden
+
+
+def store_outcome(run_id: int, outcome: WorkflowOutcome, env: dict[str, str], *,
+                  also_hidden: list[str] | tuple[str, ...] = ()) -> bool:
+    """Store the outcome of running run ``run_id``, masked by key and by value; False if the run
+    was no longer running (its lease had expired and it was reaped)."""
+    hidden = hidden_values(outcome, env) + list(also_hidden)
 
     def clean(text: str) -> str:
         return mask_text(text, hidden)
 
     outcome.masked_error = clean(outcome.error)
     with transaction.atomic():
-        StepRun.objects.bulk_create([
-            StepRun(
-                run_id=run_id, position=i, step_name=s.name, status=s.status, duration_ms=s.duration_ms,
-                output=mask_secrets(s.output), stdout=clean(s.stdout), stderr=clean(s.stderr),
-                error_type=s.error_type, error_message=clean(s.error_message), error_line=s.error_line,
-            )
-            for i, s in enumerate(outcome.steps)
-        ])
-        WorkflowRun.objects.filter(pk=run_id).update(
-            status=outcome.status, output=mask_secrets(outcome.response), error=outcome.masked_error,
-            error_step=outcome.error_step, duration_ms=outcome.duration_ms, finished_at=timezone.now(),
-        )
+        stored = lifecycle.finish(
+            WorkflowRun, run_id, outcome.status, output=mask_secrets(outcome.response, hidden),
+            error=outcome.masked_error, error_step=outcome.error_step, duration_ms=outcome.duration_ms)
+        if stored:
+            StepRun.objects.bulk_create([
+                StepRun(
+                    run_id=run_id, position=i, step_name=s.name, status=s.status, duration_ms=s.duration_ms,
+                    output=mask_secrets(s.output, hidden), stdout=clean(s.stdout), stderr=clean(s.stderr),
+                    error_type=s.error_type, error_message=clean(s.error_message), error_line=s.error_line,
+                )
+                for i, s in enumerate(outcome.steps)
+            ])
+    return stored
 
 
 def submit(workflow: Workflow, user: AbstractBaseUser | None, *, params: dict[str, Any] | None = None,
            trigger: str = "manual") -> WorkflowRun:
-    from .tasks import run_workflow as run_workflow_task
-
     with transaction.atomic():
-        run = WorkflowRun.objects.create(workflow=workflow, user=user, params=params or {}, trigger=trigger)
-        run_workflow_task.delay_on_commit(run.pk)
+        run = WorkflowRun.objects.create(workflow=workflow, user=user, params=params or {}, trigger=trigger,
+                                         sent_at=timezone.now())
+        lifecycle.submit(run)
     return run
 
 
-def execute(run_id: int) -> WorkflowOutcome | None:
-    """Worker side of a submitted run; returns the unmasked outcome to the caller only."""
-    claimed = WorkflowRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
-        status=RunStatus.RUNNING, started_at=timezone.now())
-    if not claimed:
-        return None
+def execute(run_id: int) -> None:
+    """Worker side of a submitted run."""
+    if not lifecycle.claim(WorkflowRun, run_id):
+        log.info("workflow run %s is no longer queued; skipping", run_id)
+        return
     run = WorkflowRun.objects.select_related("workflow").get(pk=run_id)
-    env = worker_env()
-    try:
-        outcome = run_steps(steps_of(run.workflow), params={**run.workflow.default_params(), **run.params}, env=env)
-    except Exception as exc:  # a bug of ours, or the sandbox could not start: the run must still end
-        log.exception("workflow run %s failed unexpectedly", run_id)
-        outcome = WorkflowOutcome(status=RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}); see the worker's log.")
-    record(run_id, outcome, env)
+    with lifecycle.watcher.working_on(WorkflowRun, run_id):
+        outcome, env = _run_safely(run.workflow, {**run.workflow.default_params(), **run.params})
+        store_outcome(run_id, outcome, env)
     log.info("workflow run %s %s in %.1f ms", run_id, outcome.status, outcome.duration_ms)
+
+
+def run_now(workflow: Workflow, *, trigger: str, user: AbstractBaseUser | None = None,
+            hide: Callable[[WorkflowOutcome], list[str]] | None = None) -> WorkflowOutcome:
+    """Run in this process (a worker) now, record it masked, and return the unmasked outcome.
+
+    ``hide`` may name more texts to mask in the record, from the outcome (the
+    credentials an integration will render from it)."""
+    run = lifecycle.start_running(WorkflowRun, workflow=workflow, user=user, trigger=trigger)
+    with lifecycle.watcher.working_on(WorkflowRun, run.pk):
+        outcome, env = _run_safely(workflow, workflow.default_params())
+        store_outcome(run.pk, outcome, env, also_hidden=hide(outcome) if hide and outcome.ok else ())
     return outcome
 
 
-def run_and_record(workflow: Workflow, *, trigger: str, user: AbstractBaseUser | None = None) -> WorkflowOutcome:
-    """Run in this process (a worker) now, record it masked, and return the unmasked outcome."""
-    run = WorkflowRun.objects.create(
-        workflow=workflow, user=user, trigger=trigger, status=RunStatus.RUNNING, started_at=timezone.now())
+def _run_safely(workflow: Workflow, params: dict[str, Any]) -> tuple[WorkflowOutcome, dict[str, str]]:
     env = worker_env()
     try:
-        outcome = run_steps(steps_of(workflow), params=workflow.default_params(), env=env)
-    except Exception as exc:  # the run must still end, and say why
-        log.exception("workflow run %s failed unexpectedly", run.pk)
-        outcome = WorkflowOutcome(status=RunStatus.FAILED, error=f"Internal error ({type(exc).__name__}); see the worker's log.")
-    record(run.pk, outcome, env)
-    return outcome
+        return run_steps(steps_of(workflow), params=params, env=env), env
+    except Exception as exc:  # a bug of ours, or the sandbox could not start: the run must still end, and say why
+        log.exception("workflow %s failed unexpectedly", workflow.pk)
+        return WorkflowOutcome(status=RunStatus.FAILED,
+                               error=f"Internal error ({type(exc).__name__}); see the worker's log."), env

@@ -25,5 +25,5 @@ def stop_sandbox_pool(**kwargs: object) -> None:
 
 
 @shared_task(name="workflows.run_workflow")
-def run_workflow(run_id: int) -> None:
+def execute_run(run_id: int) -> None:
     runner.execute(run_id)

@@ -10,6 +10,6 @@ urlpatterns = [
     path("<int:pk>/", views.workflow_detail, name="detail"),
     path("<int:pk>/edit/", views.workflow_edit, name="edit"),
     path("<int:pk>/delete/", views.workflow_delete, name="delete"),
-    path("<int:pk>/run/", views.run_workflow, name="run"),
+    path("<int:pk>/run/", views.start_run, name="run"),
     path("<int:pk>/runs/<int:run_id>/", views.workflow_run, name="run_detail"),
 ]

@@ -4,13 +4,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db import transaction
 from django.db.models import ProtectedError
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from audit.log import record
+from audit.log import record_event
+from runs import lifecycle
 
-from . import editing, runner
+from . import access, editing, runner
 from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, StepFormSet, WorkflowForm, posted_rows,
                     rearrange, step_initial)
 from .models import Workflow, WorkflowRun
@@ -25,8 +27,8 @@ def _can(perm: str):
 @require_GET
 @_can("workflows.view_workflow")
 def workflow_list(request: HttpRequest) -> HttpResponse:
-    workflows = Workflow.objects.prefetch_related("steps")
-    return render(request, "workflows/workflow_list.html", {"workflows": workflows})
+    return render(request, "workflows/workflow_list.html",
+                  {"workflows": access.workflows_for(request.user), "sees_steps": access.sees_steps(request.user)})
 
 
 def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
@@ -35,11 +37,12 @@ def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
         steps = StepFormSet(request.POST, prefix=STEP_PREFIX)
         params = ParameterFormSet(request.POST, prefix=PARAM_PREFIX)
         if form.is_valid() & steps.is_valid() & params.is_valid():  # & so every form shows its errors
-            saved = editing.save(form, steps, params, request.user)
-            record(request, "change" if workflow else "create", saved,
-                   fields=sorted(set(form.changed_data) | ({"steps"} if steps.has_changed() else set())
-                                 | ({"parameters"} if params.has_changed() else set())))
-            messages.success(request, f"Workflow “{saved.name}” was {'saved' if workflow else 'created'}.")
+            saved, changed = editing.save(form, steps, params, request.user)
+            record_event(request, "change" if workflow else "create", saved, fields=changed)
+            if workflow and not changed:
+                messages.success(request, f"Nothing changed in “{saved.name}”.")
+            else:
+                messages.success(request, f"Workflow “{saved.name}” was {'saved' if workflow else 'created'}.")
             return redirect(saved)
     else:
         form = WorkflowForm(instance=workflow)
@@ -78,7 +81,7 @@ def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
         name = workflow.name
         try:
             with transaction.atomic():  # a refused delete leaves no audit event
-                record(request, "delete", workflow)
+                record_event(request, "delete", workflow)
                 workflow.delete()
         except ProtectedError as exc:
             users = ", ".join(sorted(str(obj) for obj in exc.protected_objects))
@@ -89,37 +92,50 @@ def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "workflows/workflow_confirm_delete.html", {"workflow": workflow})
 
 
+def _runnable(request: HttpRequest, pk: int) -> Workflow:
+    """The workflow, if the user may run it; otherwise a 403 page that says why."""
+    workflow = get_object_or_404(Workflow.objects.prefetch_related("steps"), pk=pk)
+    refusal = access.run_refusal(request.user, workflow)
+    if refusal:
+        raise PermissionDenied(refusal)
+    return workflow
+
+
 @require_GET
 @_can("workflows.view_workflow")
 def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = get_object_or_404(Workflow.objects.prefetch_related("steps"), pk=pk)
-    return render(request, "workflows/workflow_detail.html", _detail_context(workflow))
+    workflow = _runnable(request, pk)
+    return render(request, "workflows/workflow_detail.html", _detail_context(request, workflow))
 
 
-def _detail_context(workflow: Workflow, run: WorkflowRun | None = None) -> dict:
-    recent = workflow.runs.select_related("user").defer("output")[:15]
-    return {"workflow": workflow, "run": run, "recent_runs": recent}
+def _detail_context(request: HttpRequest, workflow: Workflow, run: WorkflowRun | None = None) -> dict:
+    recent = access.runs_for(request.user).filter(workflow=workflow).select_related("user").defer("output")[:15]
+    return {"workflow": workflow, "run": run, "recent_runs": recent, "sees_steps": access.sees_steps(request.user)}
 
 
 @require_POST
 @_can("workflows.run_workflow")
-def run_workflow(request: HttpRequest, pk: int) -> HttpResponse:
-    workflow = get_object_or_404(Workflow, pk=pk)
+def start_run(request: HttpRequest, pk: int) -> HttpResponse:
+    workflow = _runnable(request, pk)
     params = {p["name"]: request.POST.get(f"param-{p['name']}", p.get("default", "")) for p in workflow.parameters}
-    run = runner.submit(workflow, request.user, params=params)
-    record(request, "run_workflow", workflow, run=run.pk)
+    with transaction.atomic():  # the run and its audit event: one write, one commit
+        run = runner.submit(workflow, request.user, params=params)
+        record_event(request, "run_workflow", workflow, run=run.pk)
     if request.htmx:
-        return render(request, "workflows/_workflow_run.html", {"run": run})
+        return render(request, "workflows/_workflow_run.html", {"run": run, "sees_steps": access.sees_steps(request.user)})
     return redirect("workflows:run_detail", pk=workflow.pk, run_id=run.pk)
 
 
 @require_GET
 @_can("workflows.view_workflow")
 def workflow_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(WorkflowRun.objects.select_related("workflow", "user"), pk=run_id, workflow_id=pk)
+    run = get_object_or_404(access.runs_for(request.user).select_related("workflow", "user"), pk=run_id,
+                            workflow_id=pk)
+    run = lifecycle.reap_if_lost(run)
     if request.htmx:
-        response = render(request, "workflows/_workflow_run.html", {"run": run})
+        response = render(request, "workflows/_workflow_run.html",
+                          {"run": run, "sees_steps": access.sees_steps(request.user)})
         if run.is_final:
             response["HX-Trigger"] = "run-finished"
         return response
-    return render(request, "workflows/workflow_detail.html", _detail_context(run.workflow, run))
+    return render(request, "workflows/workflow_detail.html", _detail_context(request, run.workflow, run))

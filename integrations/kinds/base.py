@@ -1,8 +1,14 @@
 """What every integration kind declares, and the typed errors it raises."""
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
+
+from runs.lifecycle import CancelToken
+
+__all__ = ["CancelToken", "Credentials", "FieldSpec", "Kind", "QueryCancelled", "StageError", "StatementResult"]
 
 Stage = Literal["workflow", "binding", "connection", "query"]
 
@@ -13,12 +19,15 @@ class StageError(Exception):
     ``message`` is shown as is, so it must never contain a secret value.
     """
 
-    def __init__(self, stage: Stage, message: str, *, auth_failure: bool = False) -> None:
+    def __init__(self, stage: Stage, message: str, *, auth_failure: bool = False,
+                 results: list[StatementResult] | None = None) -> None:
         super().__init__(message)
         self.stage = stage
         self.message = message
         # The database rejected the credentials: a fetched secret may have rotated.
         self.auth_failure = auth_failure
+        # The statements that ran before the one that failed (shown above the error).
+        self.results = results or []
 
     def __str__(self) -> str:
         return f"{self.stage.capitalize()} failed: {self.message}"
@@ -44,29 +53,20 @@ class FieldSpec:
 
 
 @dataclass
-class QueryResult:
+class StatementResult:
+    """What one statement of a query gave: rows (capped) with their columns, or a status such as "UPDATE 3"."""
+
+    statement: str
     columns: list[str]
     rows: list[list[Any]]
     # Rows the statement produced (or affected), as far as we read them.
     row_count: int
     truncated: bool = False
-    status_message: str = ""
+    status: str = ""
 
-
-@dataclass
-class CancelToken:
-    """Lets another thread interrupt a running query."""
-
-    _callback: Callable[[], None] | None = None
-    cancelled: bool = False
-
-    def on_cancel(self, callback: Callable[[], None] | None) -> None:
-        self._callback = callback
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        if self._callback is not None:
-            self._callback()
+    def as_json(self) -> dict[str, Any]:
+        return {"statement": self.statement, "columns": self.columns, "rows": self.rows,
+                "row_count": self.row_count, "truncated": self.truncated, "status": self.status}
 
 
 @dataclass(frozen=True)
@@ -78,12 +78,12 @@ class Credentials:
 
     integration_id: int | None
     values: dict[str, Any] = field(default_factory=dict)
+    # Texts to scrub from every message about this connection: the secret fields'
+    # values, and what a credentials workflow returned under secret-looking keys.
+    hidden: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def fingerprint(self) -> str:
-        import hashlib
-        import json
-
         blob = json.dumps(self.values, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -99,6 +99,9 @@ class Kind:
     fields: ClassVar[tuple[FieldSpec, ...]]
     noop_query: ClassVar[str] = "SELECT 1"
     query_language: ClassVar[str] = "SQL"
+    # The fields that say where, and as whom, the secrets are sent: a blank secret
+    # keeps the stored one only while these are unchanged (see secrets_policy.py).
+    secret_destination_fields: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def secret_fields(cls) -> tuple[str, ...]:
@@ -115,6 +118,11 @@ class Kind:
                 return spec
         raise KeyError(name)
 
+    def destination_text(self, name: str, value: Any) -> str:
+        """A destination field's value as compared by ``secrets_policy`` (host names are case-insensitive)."""
+        text = "" if value is None else str(value).strip()
+        return text.lower() if name == "host" else text
+
     def validate(self, values: dict[str, Any]) -> dict[str, str]:
         """Kind-specific checks of literal values; returns {field: error message}."""
         return {}
@@ -126,8 +134,11 @@ class Kind:
     def run_query(
         self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
         connect_timeout: int = 5, read_only: bool = False,
-    ) -> QueryResult:
-        """Run ``sql``, returning at most ``max_rows`` rows; raise StageError or QueryCancelled.
+    ) -> list[StatementResult]:
+        """Run every statement of ``sql`` in order, one result each with at most ``max_rows`` rows;
+        raise StageError (with the earlier statements' results) or QueryCancelled.
 
-        ``read_only``: the database itself must refuse writes (not a check of the SQL text)."""
+        The whole run ends within ``timeout_s``. ``read_only``: the database itself
+        must refuse writes (not a check of the SQL text). The connection the query
+        used must carry nothing the query set into the next query, whoever runs it."""
         raise NotImplementedError

@@ -7,7 +7,7 @@ import json
 import pytest
 from playwright.sync_api import Page, expect
 
-from credtool.demo import GET_SECRETS_CODE
+from devtools.demo import GET_SECRETS_CODE
 from integrations.models import Integration
 from workflows.models import Step, Workflow, WorkflowRun
 

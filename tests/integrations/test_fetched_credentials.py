@@ -12,7 +12,7 @@ import time
 import pytest
 
 from integrations.models import ConnectionCheck, Integration, QueryRun
-from tests.conftest import wait_for_final
+from tests.conftest import result, wait_for_final
 from workflows.models import Step, Workflow, WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -79,7 +79,7 @@ def credential_fetches(workflow) -> int:
 def test_query_connects_with_credentials_from_the_secret(logged_in_client, integration, workflow):
     run = query(logged_in_client, integration)
     assert run.status == "succeeded", run.error_text
-    assert run.rows == [["app_user", 3]]
+    assert result(run)["rows"] == [["app_user", 3]]
     assert credential_fetches(workflow) == 1
     fetch_run = WorkflowRun.objects.get(workflow=workflow, trigger="credentials")
     assert fetch_run.output["password"] == "••••••••" and fetch_run.output["host"]

@@ -48,14 +48,31 @@ def test_blank_password_on_edit_keeps_stored_one(logged_in_client):
     post_new(logged_in_client)
     integration = Integration.objects.get()
     response = logged_in_client.post(f"/integrations/{integration.pk}/edit/", {
-        "name": "Billing DB", "host": "db2.example.com", "port": "5433", "database": "billing",
+        "name": "Billing DB", "host": "DB.example.com", "port": "5432", "database": "billing2",
         "username": "app_user", "password": "", "sslmode": "require", "statement_timeout_s": "10"})
     assert response.status_code == 302
     integration.refresh_from_db()
-    assert integration.config["host"] == "db2.example.com" and integration.config["port"] == 5433
+    assert integration.config["database"] == "billing2" and integration.config["sslmode"] == "require"
     assert integration.secrets() == {"password": "s3cret-pw!"}
     assert integration.statement_timeout_s == 10
     assert integration.revision == 2
+
+
+@pytest.mark.parametrize("changed", [{"host": "db2.example.com"}, {"port": "5433"}, {"username": "other_user"}])
+def test_a_blank_password_is_not_kept_for_another_destination(logged_in_client, changed):
+    post_new(logged_in_client)
+    integration = Integration.objects.get()
+    data = {"name": "Billing DB", "host": "db.example.com", "port": "5432", "database": "billing",
+            "username": "app_user", "password": "", "sslmode": "prefer", "statement_timeout_s": "30", **changed}
+    response = logged_in_client.post(f"/integrations/{integration.pk}/edit/", data)
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "Type the password again: the host, port or username changed" in page
+    assert page.index("Type the password again") > page.index('name="password"')  # beside the field
+    integration.refresh_from_db()
+    assert integration.config["host"] == "db.example.com" and integration.revision == 1
+    # Typed again, it saves.
+    assert logged_in_client.post(f"/integrations/{integration.pk}/edit/", {**data, "password": "new"}).status_code == 302
 
 
 def test_invalid_fields_get_errors_beside_them_and_nothing_is_saved(logged_in_client):

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from integrations.models import ConnectionCheck, Integration, QueryRun
-from tests.conftest import wait_for, wait_for_final
+from tests.conftest import result, wait_for, wait_for_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -33,7 +33,7 @@ def run(client, integration, sql, timeout=30) -> QueryRun:
 def test_query_result_is_a_table_with_column_names_and_row_count(logged_in_client, integration):
     finished = run(logged_in_client, integration, "select id, name, email from customers order by id")
     assert finished.status == "succeeded"
-    assert finished.columns == ["id", "name", "email"]
+    assert result(finished)["columns"] == ["id", "name", "email"]
     assert finished.row_count == 3 and not finished.truncated
     page = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/", HTTP_HX_REQUEST="true")
     html = page.content.decode()
@@ -69,7 +69,7 @@ def test_statement_timeout_stops_a_long_query(logged_in_client, integration):
 def test_huge_result_is_cut_at_the_row_cap(logged_in_client, integration):
     finished = run(logged_in_client, integration, "select g, md5(g::text) from generate_series(1, 200000) g")
     assert finished.status == "succeeded"
-    assert finished.row_count == 1000 and finished.truncated and len(finished.rows) == 1000
+    assert finished.row_count == 1000 and finished.truncated and len(result(finished)["rows"]) == 1000
     html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
     assert "The result was cut at 1000 rows" in html
 
@@ -178,7 +178,7 @@ def test_nulls_bytes_unicode_and_json_cells_are_shown(logged_in_client, integrat
                    "select null as nothing, '\\x00ff'::bytea as raw, 'Zoë 🐘 日本' as text, "
                    "'{\"a\": [1, 2]}'::jsonb as doc, 1.50::numeric as money, now() > '2000-01-01' as later")
     assert finished.status == "succeeded"
-    assert finished.rows == [[None, "\\x00ff", "Zoë 🐘 日本", '{"a": [1, 2]}', "1.50", True]]
+    assert result(finished)["rows"] == [[None, "\\x00ff", "Zoë 🐘 日本", '{"a": [1, 2]}', "1.50", True]]
     html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
     assert '<td class="null">NULL</td>' in html and "Zoë 🐘 日本" in html
 
@@ -186,7 +186,7 @@ def test_nulls_bytes_unicode_and_json_cells_are_shown(logged_in_client, integrat
 def test_very_wide_rows_and_a_million_row_result(logged_in_client, integration):
     columns = ", ".join(f"g + {i} as c{i}" for i in range(300))
     wide = run(logged_in_client, integration, f"select {columns} from generate_series(1, 5) g")
-    assert wide.status == "succeeded" and len(wide.columns) == 300 and wide.row_count == 5
+    assert wide.status == "succeeded" and len(result(wide)["columns"]) == 300 and wide.row_count == 5
     million = run(logged_in_client, integration, "select g from generate_series(1, 1000000) g", timeout=60)
     assert million.status == "succeeded" and million.truncated and million.row_count == 1000
 
@@ -201,7 +201,7 @@ def test_huge_sql_text_is_refused_with_a_message(logged_in_client, integration):
 def test_queries_reuse_a_pooled_connection(logged_in_client, integration):
     first = run(logged_in_client, integration, "select pg_backend_pid()")
     second = run(logged_in_client, integration, "select pg_backend_pid()")
-    assert first.rows == second.rows  # the same server session: no login per query
+    assert result(first)["rows"] == result(second)["rows"]  # the same server session: no login per query
 
 
 def test_a_session_setting_does_not_outlive_its_query(logged_in_client, integration):

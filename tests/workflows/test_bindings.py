@@ -20,7 +20,7 @@ from workflows.bindings import (
     has_bindings,
     parse,
     render,
-    resolve,
+    evaluate_text,
     value_text,
     workflows_referenced,
 )
@@ -60,8 +60,8 @@ FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
     ("{{other.response[1]}}", "y"),
 ])
 def test_a_field_that_is_one_binding_gets_the_raw_json_value(text, expected):
-    assert resolve(text, RESPONSES) == expected
-    assert type(resolve(text, RESPONSES)) is type(expected)
+    assert evaluate_text(text, RESPONSES) == expected
+    assert type(evaluate_text(text, RESPONSES)) is type(expected)
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -78,7 +78,7 @@ def test_a_field_that_is_one_binding_gets_the_raw_json_value(text, expected):
 ])
 def test_bindings_mixed_with_literal_text_render_as_text(text, expected):
     assert render(text, RESPONSES) == expected
-    assert resolve(text, RESPONSES) == expected
+    assert evaluate_text(text, RESPONSES) == expected
 
 
 @pytest.mark.parametrize("value, text", [
@@ -93,11 +93,11 @@ def test_values_are_written_as_a_user_reading_json_would_expect(value, text):
 def test_a_null_value_is_an_error_not_an_empty_string():
     for text in ("{{getSecrets.response.none}}", "x{{getSecrets.response.none}}"):
         with pytest.raises(BindingError, match=r"getSecrets\.response\.none is null"):
-            resolve(text, RESPONSES)
+            evaluate_text(text, RESPONSES)
 
 
 def test_resolve_returns_a_copy_so_callers_cannot_change_the_responses():
-    options = resolve("{{getSecrets.response.options}}", RESPONSES)
+    options = evaluate_text("{{getSecrets.response.options}}", RESPONSES)
     options["sslmode"] = "disable"
     assert RESPONSES["getSecrets"]["options"]["sslmode"] == "require"
 
@@ -176,7 +176,7 @@ SMALL = {"getSecrets": {"host": "h", "port": 1, "username": "u", "hosts": ["a", 
 ])
 def test_errors_name_the_binding_and_the_problem(text, message):
     with pytest.raises(BindingError) as caught:
-        resolve(text, SMALL)
+        evaluate_text(text, SMALL)
     assert message in str(caught.value)
 
 
@@ -213,7 +213,7 @@ def test_values_that_cannot_be_used_fail_as_binding_errors():
     with pytest.raises(BindingError, match="cannot be written as text"):
         render("x{{w.response}}", {"w": deep})
     with pytest.raises(BindingError, match="nested too deeply"):
-        resolve("{{w.response}}", {"w": deep})
+        evaluate_text("{{w.response}}", {"w": deep})
 
 
 # --- hostile input ----------------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_arbitrary_text_raises_nothing_but_binding_errors(text):
     # When it parses, the pieces give back the text exactly.
     assert "".join(p if isinstance(p, str) else p.source for p in pieces) == text
     try:
-        resolve(text, {"w": {"a": [1, "x"]}})
+        evaluate_text(text, {"w": {"a": [1, "x"]}})
     except BindingError:
         pass
 
@@ -243,7 +243,7 @@ def test_hostile_repetition_fails_cleanly_and_fast(piece, count, closed):
     text = "{{w.response" + piece * count + ("}}" if closed else "")
     started = time.perf_counter()
     try:
-        resolve(text, {"w": {"a": [1]}})
+        evaluate_text(text, {"w": {"a": [1]}})
     except BindingError:
         pass
     assert time.perf_counter() - started < 0.5
@@ -275,7 +275,7 @@ def test_worst_case_texts_parse_in_linear_time(text):
 @given(st.text(max_size=300).filter(lambda t: "{{" not in t))
 def test_text_without_bindings_is_returned_unchanged(text):
     assert render(text, {}) == text
-    assert resolve(text, {}) == text
+    assert evaluate_text(text, {}) == text
     assert not has_bindings(text)
 
 
@@ -330,9 +330,9 @@ def test_every_path_in_a_random_response_finds_its_value(response, data):
     assert evaluate(binding, responses) == value or value != value
     if value is None:
         with pytest.raises(BindingError, match="is null"):
-            resolve(expression, responses)
+            evaluate_text(expression, responses)
     else:
-        assert resolve(expression, responses) == value
+        assert evaluate_text(expression, responses) == value
         literal = data.draw(st.text(max_size=10).filter(lambda t: "{{" not in t and not t.endswith("{")))
         assert render(literal + expression + literal, responses) == literal + value_text(value) + literal
 

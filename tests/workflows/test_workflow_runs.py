@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import wait_for
-from workflows.models import FINAL_STATUSES, Step, Workflow, WorkflowRun
+from runs.models import FINAL_STATUSES
+from workflows.models import Step, Workflow, WorkflowRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

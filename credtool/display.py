@@ -1,4 +1,8 @@
+"""Template filters every app's pages use (``{% load display %}``), registered in settings.TEMPLATES."""
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from django import template
 
@@ -24,3 +28,9 @@ def ms(value: float | None) -> str:
 def epoch_ms(value) -> str:
     """A datetime as milliseconds since the epoch, for the elapsed-time ticker."""
     return "" if value is None else str(int(value.timestamp() * 1000))
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """Indented JSON for previews (autoescaped by the template like any text)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)

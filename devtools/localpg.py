@@ -124,7 +124,7 @@ def _wait_ready(server: LocalPostgres) -> None:
     raise RuntimeError("PostgreSQL did not start within 30 s")
 
 
-if __name__ == "__main__":  # python -m credtool.localpg: a server until Ctrl+C
+if __name__ == "__main__":  # python -m devtools.localpg: a server until Ctrl+C
     server = start(int(os.environ.get("PGSERVER_PORT", "0")) or None)
     print(server.url, flush=True)
     try:

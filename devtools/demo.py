@@ -129,7 +129,7 @@ def main() -> None:
     os.environ.update(CREDTOOL_VAR_DIR=str(DEMO_VAR), DJANGO_SETTINGS_MODULE="credtool.settings")
     os.environ.pop("DATABASE_URL", None)
     sys.path.insert(0, str(ROOT))
-    from credtool import localpg
+    from devtools import localpg
 
     processes: list[subprocess.Popen] = []
     postgres = localpg.start()

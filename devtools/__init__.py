@@ -1,0 +1,1 @@
+"""Development tools beside the app, never imported by it: the demo and a throwaway PostgreSQL."""
