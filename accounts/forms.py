@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import AuthenticationForm
 from django.utils import timezone
 
@@ -23,7 +24,9 @@ class LoginForm(AuthenticationForm):
         super().__init__(*args, label_suffix="", **kwargs)
 
     def clean(self) -> dict[str, Any]:
-        username = (self.data.get("username") or "").strip()
+        # Counted under the name Django logs in with (NFKC-normalised, as the username
+        # field cleans it): "ｒｕｎｎｅｒ２" is runner2's account, so it shares runner2's failures.
+        username = login_name(self.cleaned_data.get("username") or self.data.get("username") or "")
         since = timezone.now() - WINDOW
         failures = AuditEvent.objects.filter(action="login_failed", at__gte=since)
         ip = client_ip(self.request)
@@ -33,3 +36,12 @@ class LoginForm(AuthenticationForm):
             raise forms.ValidationError(
                 "Too many failed logins. Wait 15 minutes and try again.", code="rate_limited")
         return super().clean()
+
+
+def login_name(typed: str) -> str:
+    """The account a typed username logs in to, as failures are recorded under it.
+
+    The default user model compares usernames exactly, after NFKC normalisation;
+    a model that compares them case-insensitively would fold case here too.
+    """
+    return get_user_model().normalize_username(str(typed)).strip()

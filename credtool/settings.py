@@ -238,6 +238,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
     # by their statement timeout far below it, so a redelivery means a lost worker.
     "visibility_timeout": 3600,
 }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT = "credtool.broker:RedisTransport"  # survives a Redis restart; see credtool/broker.py
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "credtool.broker:Transport"  # atomic writes; see credtool/broker.py
     for sub in ("queue", "processed", "control"):
@@ -255,8 +257,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Messages are acknowledged when a worker thread takes them. Late acks would only
+# make the broker redeliver a lost worker's runs, which credtool never needs: a
+# claimed run's lost worker is reaped from its lease, and a run not yet claimed is
+# still "queued" in its row and is sent again (runs.lifecycle). Late acks did cost
+# something: unacknowledged messages at a Redis restart crashed the worker (see
+# credtool/broker.py).
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Threads, not forked processes: each task waits on a database or a sandboxed
 # step, and one process means one in-memory credential cache per worker host.

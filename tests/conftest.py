@@ -271,6 +271,12 @@ def result(run, number: int = 1) -> dict:
 USER_PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # PBKDF2's 1,000,000 rounds cost ~0.5 s a user here; tests make hundreds of users.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def make_user(django_user_model, username: str, role: str):
     from django.contrib.auth.models import Group
 

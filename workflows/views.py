@@ -65,7 +65,7 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_POST
-@_can("workflows.view_workflow")
+@_can("workflows.change_workflow")
 def edit_steps(request: HttpRequest) -> HttpResponse:
     """Add, remove or move a step in the editor; returns the steps, keeping what was typed."""
     rows = rearrange(posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS), request.POST.get("action", ""))

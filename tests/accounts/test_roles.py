@@ -103,3 +103,47 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
                             cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_runner_sees_a_workflows_parameters_but_never_its_steps(runner_client):
+    from workflows.models import Step
+
+    workflow = Workflow.objects.create(name="w", description="Counts things",
+                                       parameters=[{"name": "region", "default": "eu-west-1"}])
+    Step.objects.create(workflow=workflow, position=0, name="secretStep", code="return 'SECRET-CODE-MARKER'")
+    page = runner_client.get(f"/workflows/{workflow.pk}/").content.decode()
+    assert "Counts things" in page and "params.region" in page and 'value="eu-west-1"' in page
+    assert "SECRET-CODE-MARKER" not in page and "secretStep" not in page
+    assert "SECRET-CODE-MARKER" not in runner_client.get("/workflows/").content.decode()
+
+
+def test_a_runner_sees_only_their_own_runs_and_only_their_outputs(runner_client, runner, user, integrations):
+    from integrations.models import QueryRun
+    from workflows.models import StepRun, WorkflowRun
+
+    shared, _ = integrations
+    QueryRun.objects.create(integration=shared, user=user, sql="select 'ALICE-SQL'", status="succeeded")
+    QueryRun.objects.create(integration=shared, user=runner, sql="select 'ROB-SQL'", status="succeeded")
+    page = runner_client.get(f"/integrations/{shared.pk}/").content.decode()
+    assert "ROB-SQL" in page and "ALICE-SQL" not in page
+
+    workflow = Workflow.objects.create(name="w")
+    theirs = WorkflowRun.objects.create(workflow=workflow, user=user, status="succeeded", output={"who": "ALICE-OUT"})
+    mine = WorkflowRun.objects.create(workflow=workflow, user=runner, status="succeeded", output={"who": "ROB-OUT"})
+    StepRun.objects.create(run=mine, position=0, step_name="first", status="succeeded", output={"who": "ROB-OUT"},
+                           stdout="STEP-STDOUT-MARKER")
+    assert runner_client.get(f"/workflows/{workflow.pk}/runs/{theirs.pk}/").status_code == 404
+    page = runner_client.get(f"/workflows/{workflow.pk}/runs/{mine.pk}/").content.decode()
+    assert "ROB-OUT" in page and "STEP-STDOUT-MARKER" not in page  # the response, not the steps' insides
+    assert "ALICE" not in runner_client.get(f"/workflows/{workflow.pk}/").content.decode()
+
+
+def test_a_workflow_that_reads_an_unshared_integration_is_refused_with_a_reason(runner_client, integrations):
+    _, private = integrations
+    workflow = Workflow.objects.create(name="getSecrets")
+    private.fetch_credentials, private.credentials_workflow = True, workflow
+    private.save()
+    response = runner_client.post(f"/workflows/{workflow.pk}/run/")
+    assert response.status_code == 403
+    assert "fetches the credentials of an integration that is not shared with you" in response.content.decode()
+    assert "getSecrets" not in runner_client.get("/workflows/").content.decode()

@@ -48,3 +48,43 @@ def test_queries_are_recorded_with_their_sql(logged_in_client):
     logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 42"})
     event = AuditEvent.objects.get(action="run_query")
     assert event.detail["sql"] == "select 42" and event.object_repr == "T"
+
+
+def test_the_lockout_counts_the_account_not_its_spelling(client, django_user_model):
+    from tests.conftest import make_user
+
+    make_user(django_user_model, "runner2", "Runner")
+    for _ in range(5):
+        client.post("/accounts/login/", {"username": "runner2", "password": "wrong"})
+    fullwidth = "ｒｕｎｎｅｒ２"  # NFKC-normalises to runner2, the name Django logs in with
+    response = client.post("/accounts/login/", {"username": fullwidth, "password": USER_PASSWORD})
+    assert "Too many failed logins" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_failures_typed_in_another_spelling_count_for_the_account(client, django_user_model):
+    from tests.conftest import make_user
+
+    make_user(django_user_model, "runner2", "Runner")
+    for _ in range(5):
+        client.post("/accounts/login/", {"username": "ｒｕｎｎｅｒ２", "password": "wrong"})
+    response = client.post("/accounts/login/", {"username": "runner2", "password": USER_PASSWORD})
+    assert "Too many failed logins" in response.content.decode()
+
+
+def test_a_save_that_changes_nothing_logs_no_fields_and_a_change_logs_only_it(logged_in_client):
+    data = {"kind": "postgres", "name": "Billing", "host": "db", "port": "5432", "database": "b",
+            "username": "u", "password": "pw-do-not-log", "sslmode": "prefer", "statement_timeout_s": "30"}
+    logged_in_client.post("/integrations/new/", data)
+    integration = Integration.objects.get()
+    unchanged = {**data, "password": ""}
+    logged_in_client.post(f"/integrations/{integration.pk}/edit/", unchanged)
+    assert AuditEvent.objects.filter(action="change").latest("pk").detail["fields"] == []
+    integration.refresh_from_db()
+    assert integration.revision == 1  # cached credentials stay valid
+    logged_in_client.post(f"/integrations/{integration.pk}/edit/", {**unchanged, "database": "b2"})
+    assert AuditEvent.objects.filter(action="change").latest("pk").detail["fields"] == ["database"]
+    logged_in_client.post(f"/integrations/{integration.pk}/edit/", {**unchanged, "database": "b2",
+                                                                  "password": "another-pw"})
+    event = AuditEvent.objects.filter(action="change").latest("pk")
+    assert event.detail["fields"] == ["password"] and "another-pw" not in str(event.detail)

@@ -169,12 +169,118 @@ def test_a_workflow_that_times_out_fails_at_the_workflow_stage(logged_in_client,
     assert run.status == "failed" and run.error_stage == "workflow" and "timed out" in run.error
 
 
-def test_the_pg_environment_of_the_worker_never_fills_an_empty_binding(logged_in_client, integration, workflow,
-                                                                        secretsmanager, secret_id, target_db):
-    secretsmanager.put_secret_value(SecretId=secret_id,
-                                    SecretString=json.dumps(secret_payload(target_db, password="")))
+@pytest.mark.slow
+def test_a_workers_pg_variables_and_password_files_never_fill_an_empty_binding(
+        logged_in_client, integration, secretsmanager, secret_id, target_db, tmp_path, user, moto_server):
+    """libpq fills what a connection leaves out from PG* variables, PGPASSFILE and ~/.pgpass. A worker
+    with all of them holding the real password must still refuse to connect without one."""
+    from django.utils import timezone
+
+    from credtool.celery import app
+    from tests.conftest import AWS_ENV, start_worker, stop_worker
+
+    line = f"*:*:*:*:{target_db.password}\n"
+    for name in ("pgpass", ".pgpass"):
+        (tmp_path / name).write_text(line)
+        (tmp_path / name).chmod(0o600)
+    worker = start_worker(tmp_path / "worker.log", {
+        "PGPASSWORD": target_db.password, "PGUSER": target_db.username, "PGPASSFILE": str(tmp_path / "pgpass"),
+        "HOME": str(tmp_path), "PGTARGETSESSIONATTRS": "standby", "PGSSLMODE": "require",
+        "PGOPTIONS": "-c default_transaction_read_only=on", "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_server,
+        **AWS_ENV}, concurrency=1, queues="pgenv")
+    try:
+        secretsmanager.put_secret_value(SecretId=secret_id,
+                                        SecretString=json.dumps(secret_payload(target_db, password="")))
+        static = Integration(name="Static", kind="postgres", created_by=user)
+        static.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
+        static.set_secrets({"password": target_db.password})
+        static.save()
+        runs = [QueryRun.objects.create(integration=i, sql="create temp table t(i int)", sent_at=timezone.now())
+                for i in (integration, static)]
+        for run in runs:
+            app.send_task(QueryRun.task_name, args=[run.pk], queue="pgenv")
+        empty, explicit = (wait_for_final(QueryRun, run.pk, timeout=40) for run in runs)
+        assert empty.status == "failed" and empty.error_stage == "connection", empty.error_text
+        assert "password" in empty.error
+        # The explicit connection takes nothing else from the environment either (standby only,
+        # TLS required, a read-only session): it connects and may write.
+        assert explicit.status == "succeeded", explicit.error_text
+    finally:
+        stop_worker(worker)
+
+
+def test_loading_the_app_leaves_the_pg_environment_alone(tmp_path):
+    """The app's own database may need PGSSLROOTCERT and friends: nothing deletes them at import."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import django; django.setup(); import integrations.models, integrations.kinds.postgres, "
+            "integrations.execution; import os; print(os.environ.get('PGSSLROOTCERT'), os.environ.get('PGPASSWORD'))")
+    env = {**os.environ, "PGSSLROOTCERT": "/etc/ssl/app-db-root.crt", "PGPASSWORD": "app-db",
+           "DJANGO_SETTINGS_MODULE": "credtool.settings", "CREDTOOL_VAR_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.stdout.split() == ["/etc/ssl/app-db-root.crt", "app-db"], done.stderr
+
+
+@pytest.mark.parametrize("key", ["password", "api_token"])
+def test_a_fetched_secret_never_shows_in_an_error(logged_in_client, integration, workflow, target_db,
+                                                 secretsmanager, secret_id, key):
+    """Host bound to a secret by mistake: the connection error names the host, which is the secret,
+    whether it is also the password or only sits under a secret-looking key of the response."""
+    secret = target_db.password if key == "password" else "tok-" + target_db.password[::-1]
+    secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps(
+        {**secret_payload(target_db), "api_token": secret}))
+    bindings = {**BINDINGS, "host": "{{getSecrets.response.%s}}" % key}
+    integration.config = bindings
+    integration.save()
     run = query(logged_in_client, integration)
     assert run.status == "failed" and run.error_stage == "connection"
+    assert secret not in run.error and "••••••••" in run.error
+    page = logged_in_client.get(f"/integrations/{integration.pk}/runs/{run.pk}/").content.decode()
+    assert secret not in page
+    data = {"kind": "postgres", "name": "x", "statement_timeout_s": "30", "fetch_credentials": "on",
+            "credentials_workflow": str(workflow.pk), "credentials_cache_s": "300", **bindings}
+    logged_in_client.post("/integrations/test-connection/", data, HTTP_HX_REQUEST="true")
+    check = wait_for_final(ConnectionCheck, ConnectionCheck.objects.latest("pk").pk, timeout=40)
+    assert check.status == "failed" and secret not in check.message
+
+
+def test_a_password_bound_from_a_harmless_key_is_masked_in_the_fetch_record(
+        logged_in_client, integration, workflow, secretsmanager, secret_id, target_db):
+    """The secret's key is "pw", which no rule calls secret: bound to Password, it is masked anyway."""
+    secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps(
+        {**secret_payload(target_db), "pw": target_db.password, "password": None}))
+    integration.config = {**BINDINGS, "password": "{{getSecrets.response.pw}}"}
+    integration.save()
+    assert query(logged_in_client, integration).status == "succeeded"
+    record = WorkflowRun.objects.filter(workflow=workflow, trigger="credentials").latest("pk")
+    assert record.output["pw"] == "••••••••"
+
+
+def test_the_cache_time_is_kept_and_then_expires(logged_in_client, integration, workflow):
+    import time
+
+    integration.credentials_cache_s = 2
+    integration.save()
+    started = time.monotonic()
+    assert query(logged_in_client, integration).status == "succeeded"
+    assert query(logged_in_client, integration).status == "succeeded"
+    assert time.monotonic() - started < 2, "the machine is too slow for a 2 s cache"
+    assert credential_fetches(workflow) == 1
+    time.sleep(2.1)
+    assert query(logged_in_client, integration).status == "succeeded"
+    assert credential_fetches(workflow) == 2
+
+
+def test_concurrent_queries_on_a_cold_cache_run_the_workflow_once(logged_in_client, integration, workflow):
+    for _ in range(4):
+        logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1"})
+    for run in QueryRun.objects.all():
+        assert wait_for_final(QueryRun, run.pk, timeout=40).status == "succeeded"
+    assert credential_fetches(workflow) == 1
 
 
 def test_credentials_never_reach_the_database_records(logged_in_client, integration, workflow, target_db):

@@ -151,6 +151,44 @@ def test_secret_looking_keys_are_masked_in_the_preview_and_the_record(logged_in_
 
 
 @pytest.mark.usefixtures("celery_worker")
+def test_a_secret_copied_under_a_harmless_key_is_masked_by_its_value(logged_in_client):
+    workflow = make_workflow("copies", (
+        "first", 'return {"password": Env.greeting + "-copied", "PWD": "/step"}'), (
+        "second", 'print("leaking", first.output["password"])\n'
+                  'return {"leak": first.output["password"], "note": "pw=" + first.output["password"], '
+                  '"PWD": first.output["PWD"]}'))
+    finished = run(logged_in_client, workflow)
+    assert finished.status == "succeeded", finished.error
+    assert finished.output == {"leak": "••••••••", "note": "pw=••••••••", "PWD": "/step"}
+    second = finished.step_runs.get(step_name="second")
+    assert second.output["leak"] == "••••••••" and "hello from the worker-copied" not in second.stdout
+    assert "hello from the worker-copied" not in page_of(logged_in_client, finished)
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_a_secret_in_an_error_is_masked_by_its_value(logged_in_client):
+    workflow = make_workflow("raises", ("first", 'return {"token": Env.greeting[::-1]}'),
+                             ("second", 'raise ValueError("bad " + first.output["token"])'))
+    finished = run(logged_in_client, workflow)
+    assert finished.status == "failed" and "hello from the worker"[::-1] not in finished.error
+    assert "bad ••••••••" in finished.step_runs.get(step_name="second").error_message
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_no_op_saves_log_no_changed_fields_and_keep_the_revision(logged_in_client):
+    from audit.models import AuditEvent
+
+    workflow = make_workflow("w", ("first", "return 1"))
+    data = editor_data("w", [("first", "return 1")])
+    logged_in_client.post(f"/workflows/{workflow.pk}/edit/", data)
+    workflow.refresh_from_db()
+    assert workflow.revision == 1
+    assert AuditEvent.objects.get(action="change").detail["fields"] == []
+    logged_in_client.post(f"/workflows/{workflow.pk}/edit/", {**data, "description": "now described"})
+    assert AuditEvent.objects.filter(action="change").latest("pk").detail["fields"] == ["description"]
+
+
+@pytest.mark.usefixtures("celery_worker")
 def test_every_run_is_recorded_with_who_and_how_long(logged_in_client, user):
     workflow = make_workflow("once", ("first", "return 1"))
     finished = run(logged_in_client, workflow)

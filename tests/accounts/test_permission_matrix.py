@@ -1,0 +1,155 @@
+"""Every URL × method × role → the status it must answer. One table, enforced on the server.
+
+Roles: anonymous, a user with no role, Runner, Builder, and a member of the Admin
+group who is not a superuser. The Runner has "Shared" shared with them, not
+"Private"; "fetchesPrivate" is the workflow that fetches Private's credentials.
+Runs: each of the Runner and the Builder has one query run and one workflow run.
+The table must name every URL of the app: a new URL without a row fails here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Group
+from django.urls import get_resolver
+
+from integrations.models import ConnectionCheck, Integration, QueryRun
+from tests.conftest import make_user
+from workflows.models import Step, Workflow, WorkflowRun
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ("anonymous", "norole", "runner", "builder", "admin")
+LOGIN = 302  # anonymous: to the login page
+
+
+def expect(anonymous=LOGIN, norole=403, runner=403, builder=200, admin=200) -> dict[str, int]:
+    return {"anonymous": anonymous, "norole": norole, "runner": runner, "builder": builder, "admin": admin}
+
+
+ALL = expect(norole=200, runner=200)  # every logged-in user
+USE = expect(runner=200)  # Runners may use what is shared with them
+CONFIGURE = expect()  # Builders and Admins only
+NOT_SHARED = expect(runner=404)  # does not exist for a Runner
+NOT_ALLOWED = expect(norole=405, runner=405, builder=405, admin=405)
+
+# (url name, url kwargs as world keys, method, expected by role)
+MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
+    ("integrations:list", {}, "get", USE),
+    ("integrations:list", {}, "post", NOT_ALLOWED),
+    ("integrations:create", {}, "get", CONFIGURE),
+    ("integrations:create", {}, "post", CONFIGURE),  # an empty form: errors beside the fields
+    ("integrations:test_connection", {}, "post", CONFIGURE),
+    ("integrations:test_connection", {}, "get", NOT_ALLOWED),
+    # A check is its author's only (the Builder's here).
+    ("integrations:connection_check", {"pk": "builder_check"}, "get", expect(norole=404, runner=404, admin=404)),
+    ("integrations:preview_credentials", {}, "post", CONFIGURE),
+    ("integrations:detail", {"pk": "shared"}, "get", USE),
+    ("integrations:detail", {"pk": "private"}, "get", NOT_SHARED),
+    ("integrations:edit", {"pk": "shared"}, "get", CONFIGURE),
+    ("integrations:edit", {"pk": "shared"}, "post", CONFIGURE),
+    ("integrations:delete", {"pk": "shared"}, "get", CONFIGURE),
+    ("integrations:delete", {"pk": "shared"}, "post", expect(builder=302, admin=302)),
+    ("integrations:run_query", {"pk": "shared"}, "post", expect(runner=302, builder=302, admin=302)),
+    ("integrations:run_query", {"pk": "private"}, "post", expect(runner=404, builder=302, admin=302)),
+    ("integrations:run_query", {"pk": "shared"}, "get", NOT_ALLOWED),
+    ("integrations:run", {"pk": "shared", "run_id": "runner_query"}, "get", USE),
+    ("integrations:run", {"pk": "shared", "run_id": "builder_query"}, "get", NOT_SHARED),
+    ("integrations:cancel_run", {"pk": "shared", "run_id": "runner_query"}, "post",
+     expect(runner=302, builder=302, admin=302)),
+    ("integrations:cancel_run", {"pk": "shared", "run_id": "builder_query"}, "post",
+     expect(runner=404, builder=302, admin=302)),
+    ("integrations:run_csv", {"pk": "shared", "run_id": "runner_query"}, "get", USE),
+    ("integrations:run_csv", {"pk": "shared", "run_id": "builder_query"}, "get", NOT_SHARED),
+    ("integrations:run_csv_result", {"pk": "shared", "run_id": "builder_query", "number": "one"}, "get", NOT_SHARED),
+    ("workflows:list", {}, "get", USE),
+    ("workflows:create", {}, "get", CONFIGURE),
+    ("workflows:create", {}, "post", CONFIGURE),
+    ("workflows:edit_steps", {}, "post", CONFIGURE),
+    ("workflows:detail", {"pk": "plain"}, "get", USE),
+    # A Runner may not run (or open) a workflow that reads an integration not shared with them.
+    ("workflows:detail", {"pk": "fetches_private"}, "get", CONFIGURE),
+    ("workflows:edit", {"pk": "plain"}, "get", CONFIGURE),
+    ("workflows:edit", {"pk": "plain"}, "post", CONFIGURE),
+    ("workflows:delete", {"pk": "plain"}, "get", CONFIGURE),
+    ("workflows:delete", {"pk": "plain"}, "post", expect(builder=302, admin=302)),
+    ("workflows:run", {"pk": "plain"}, "post", expect(runner=302, builder=302, admin=302)),
+    ("workflows:run", {"pk": "fetches_private"}, "post", expect(builder=302, admin=302)),
+    ("workflows:run", {"pk": "plain"}, "get", NOT_ALLOWED),
+    ("workflows:run_detail", {"pk": "plain", "run_id": "runner_workflow_run"}, "get", USE),
+    ("workflows:run_detail", {"pk": "plain", "run_id": "builder_workflow_run"}, "get", NOT_SHARED),
+    ("audit:log", {}, "get", expect(builder=403)),
+    ("login", {}, "get", expect(anonymous=200, norole=200, runner=200, builder=200, admin=200)),
+    ("logout", {}, "post", expect(anonymous=302, norole=302, runner=302, builder=302, admin=302)),
+    ("admin:index", {}, "get", expect(norole=302, runner=302, builder=302)),  # Django's admin: staff only
+]
+
+
+@dataclass
+class World:
+    ids: dict[str, int]
+    users: dict[str, object]
+
+
+@pytest.fixture
+def world(django_user_model) -> World:
+    users = {
+        "norole": django_user_model.objects.create_user("nobody", password="x" * 12),
+        "runner": make_user(django_user_model, "rob", "Runner"),
+        "builder": make_user(django_user_model, "bea", "Builder"),
+        "admin": make_user(django_user_model, "ada", "Admin"),
+    }
+    assert not users["admin"].is_superuser and users["admin"].groups.filter(name="Admin").exists()
+    config = {"host": "db.internal", "port": 5432, "database": "app", "username": "app", "sslmode": "prefer"}
+    shared = Integration.objects.create(name="Shared", kind="postgres", config=config)
+    shared.shared_with.add(users["runner"])
+    plain = Workflow.objects.create(name="plain")
+    Step.objects.create(workflow=plain, position=0, name="first", code="return 1")
+    fetches_private = Workflow.objects.create(name="fetchesPrivate")
+    private = Integration.objects.create(name="Private", kind="postgres", config=config, fetch_credentials=True,
+                                         credentials_workflow=fetches_private)
+    result = {"statement": "select 1", "columns": ["a"], "rows": [[1]], "row_count": 1, "truncated": False,
+              "status": "SELECT 1"}
+    ids = {
+        "shared": shared.pk, "private": private.pk, "plain": plain.pk, "fetches_private": fetches_private.pk,
+        "runner_query": QueryRun.objects.create(integration=shared, user=users["runner"], sql="select 1",
+                                                status="succeeded", results=[result]).pk,
+        "builder_query": QueryRun.objects.create(integration=shared, user=users["builder"], sql="select 1",
+                                                 status="succeeded", results=[result]).pk,
+        "runner_workflow_run": WorkflowRun.objects.create(workflow=plain, user=users["runner"]).pk,
+        "builder_workflow_run": WorkflowRun.objects.create(workflow=plain, user=users["builder"]).pk,
+        "builder_check": ConnectionCheck.objects.create(kind="postgres", user=users["builder"]).pk,
+        "one": 1,
+    }
+    return World(ids, users)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name, kwargs, method, expected", MATRIX,
+                         ids=[f"{m}-{n}-{'-'.join(k.values())}" for n, k, m, _ in MATRIX])
+def test_every_url_method_and_role(client, world, name, kwargs, method, expected, role):
+    from django.urls import reverse
+
+    if role != "anonymous":
+        client.force_login(world.users[role])
+    url = reverse(name, kwargs={key: world.ids[value] for key, value in kwargs.items()})
+    data = {"sql": "select 1"} if name == "integrations:run_query" else {}
+    response = getattr(client, method)(url, data)
+    assert response.status_code == expected[role], f"{role} {method.upper()} {url}"
+    if role == "anonymous" and expected[role] == LOGIN:
+        assert "/accounts/login/" in response["Location"] or "/admin/login/" in response["Location"]
+
+
+def test_the_matrix_names_every_url_of_the_app():
+    covered = {name for name, *_ in MATRIX}
+    resolver = get_resolver()
+    for namespace in ("integrations", "workflows", "audit"):
+        names = {f"{namespace}:{p.name}" for p in resolver.namespace_dict[namespace][1].url_patterns}
+        assert names <= covered, f"URLs without a row in the matrix: {sorted(names - covered)}"
+
+
+def test_a_group_admin_is_staff_not_superuser(world):
+    assert Group.objects.get(name="Admin") in world.users["admin"].groups.all()
+    world.users["admin"].refresh_from_db()
+    assert world.users["admin"].is_staff and not world.users["admin"].is_superuser
