@@ -43,7 +43,8 @@ def test_the_embedded_broker_writes_messages_only_its_user_can_read(tmp_path):
     old = os.umask(0)
     try:
         with Connection("filesystem://", transport="credtool.broker:Transport", transport_options={
-                "data_folder_in": str(folder), "data_folder_out": str(folder)}) as connection:
+                "data_folder_in": str(folder), "data_folder_out": str(folder),
+                "control_folder": str(tmp_path / "control")}) as connection:
             queue = connection.SimpleQueue("q")
             queue.put({"run": 1})
             queue.close()
