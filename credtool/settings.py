@@ -16,8 +16,24 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CREDTOOL_VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def private_dir(path: Path) -> Path:
+    """A directory only this user can enter, whatever the umask: var/ holds the database, keys,
+    sessions, stored results and the embedded broker's messages."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """``path`` created (empty) or kept, readable by this user only, whatever the umask."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    return path
+
+
+VAR_DIR = private_dir(Path(os.environ.get("CREDTOOL_VAR_DIR", BASE_DIR / "var")))
 
 
 def env_str(name: str, default: str) -> str:
@@ -138,7 +154,9 @@ TEMPLATES = [
 
 DATABASES = {
     "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'credtool.sqlite3'}"),
+        os.environ.get("DATABASE_URL")
+        # SQLite gives its -wal and -shm files the database file's mode: 0600 for all three.
+        or f"sqlite:///{private_file(VAR_DIR / 'credtool.sqlite3')}",
         conn_max_age=60,
         conn_health_checks=True,
     )
@@ -190,7 +208,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
-STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise warns on every request without it
+private_dir(STATIC_ROOT)  # whitenoise warns on every request without it
 
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # Sessions read from memory, written through to the database: one query less per request.
@@ -242,8 +260,8 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT = "credtool.broker:RedisTransport"  # survives a Redis restart; see credtool/broker.py
 if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT = "credtool.broker:Transport"  # atomic writes; see credtool/broker.py
-    for sub in ("queue", "processed", "control"):
-        (_default_broker_dir / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("", "queue", "processed", "control"):
+        private_dir(_default_broker_dir / sub)
     CELERY_BROKER_TRANSPORT_OPTIONS.update(
         data_folder_in=str(_default_broker_dir / "queue"),
         data_folder_out=str(_default_broker_dir / "queue"),

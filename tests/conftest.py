@@ -150,9 +150,7 @@ class Worker:
 
 def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concurrency: int = 4,
                  queues: str | None = None) -> Worker:
-    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO",
-           # The tests' databases may share a server with the app's own (CI's PostgreSQL).
-           "CREDTOOL_INTEGRATION_ALLOW_APP_SERVICES": "true", **(extra_env or {})}
+    env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO", **(extra_env or {})}
     log = open(log_path, "wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "credtool", "worker", "--loglevel=INFO",
@@ -221,8 +219,20 @@ def secretsmanager(moto_server):
                         aws_access_key_id="testing", aws_secret_access_key="testing-secret")
 
 
+def shares_the_apps_server(postgres_url: str) -> bool:
+    """Whether the integrations' target server is the app's own database server (then the worker must
+    be told to allow it: it refuses the app's own services otherwise)."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"] != "django.db.backends.postgresql":
+        return False
+    info = psycopg.conninfo.conninfo_to_dict(postgres_url)
+    return ((info.get("host") or "127.0.0.1"), str(info.get("port") or 5432)) == (
+        database.get("HOST") or "127.0.0.1", str(database.get("PORT") or 5432))
+
+
 @pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, moto_server) -> Iterator[Worker]:
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, moto_server,
+                  postgres_server_url) -> Iterator[Worker]:
     """A real worker process on the configured broker, seeing the test database."""
     broker_dir = Path(settings.VAR_DIR) / "broker" / "queue"
     if settings.CELERY_BROKER_URL.startswith("filesystem://") and broker_dir.exists():
@@ -235,7 +245,8 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory, moto_ser
     worker = start_worker(tmp_path_factory.mktemp("worker") / "worker.log",
                           {"CREDTOOL_APP_ENV_GREETING": "hello from the worker",
                            "CREDTOOL_APP_ENV_DB_PASSWORD": "hunter2-very-secret",
-                           "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_server, **AWS_ENV})
+                           "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_server, **AWS_ENV,
+                           "CREDTOOL_INTEGRATION_ALLOW_APP_SERVICES": str(shares_the_apps_server(postgres_server_url))})
     yield worker
     stop_worker(worker)
 
