@@ -1,32 +1,8 @@
-"""The registry of integration kinds. Adding a kind = one module + one import below."""
+"""Integration kinds. Adding a kind = its own module + one import below (see kinds/base.py)."""
 from __future__ import annotations
 
+from . import postgres  # noqa: F401  (the explicit, greppable list of kinds: importing registers them)
 from .base import Kind
+from .registry import REGISTRY, NotRegistered, choices, get, register
 
-REGISTRY: dict[str, Kind] = {}
-
-
-class NotRegistered(KeyError):
-    pass
-
-
-def register(cls: type[Kind]) -> type[Kind]:
-    if cls.slug in REGISTRY:
-        raise ValueError(f"integration kind {cls.slug!r} registered twice")
-    REGISTRY[cls.slug] = cls()
-    return cls
-
-
-def get(slug: str) -> Kind:
-    try:
-        return REGISTRY[slug]
-    except KeyError:
-        raise NotRegistered(f"unknown integration kind {slug!r}") from None
-
-
-def choices() -> list[tuple[str, str]]:
-    return [(slug, kind.label) for slug, kind in REGISTRY.items()]
-
-
-# The explicit, greppable list of kinds.
-from . import postgres  # noqa: E402,F401
+__all__ = ["REGISTRY", "Kind", "NotRegistered", "choices", "get", "register"]

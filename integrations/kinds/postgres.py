@@ -55,7 +55,7 @@ from psycopg.types.string import TextLoader
 
 from .. import destinations
 from ..connection_pool import ConnectionPool
-from . import register
+from .registry import register
 from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")

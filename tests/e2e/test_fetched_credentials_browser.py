@@ -9,6 +9,7 @@ from playwright.sync_api import Page, expect
 
 from devtools.demo import GET_SECRETS_CODE
 from integrations.models import Integration
+from tests.e2e import FINAL
 from workflows.models import Step, Workflow, WorkflowRun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -41,7 +42,8 @@ def test_the_reference_flow_end_to_end(logged_in_page: Page, postgres_secret, ta
     page.get_by_label("Workflow", exact=True).select_option(label="getSecrets")
     page.get_by_role("button", name="Run workflow").click()
     preview = page.locator("#credentials-preview")
-    expect(preview.locator("#workflow-response")).to_contain_text('"username": "app_user"', timeout=30_000)
+    expect(preview.locator("[data-status]")).to_have_attribute("data-status", FINAL, timeout=30_000)
+    expect(preview.locator("#workflow-response")).to_contain_text('"username": "app_user"')
     expect(preview.locator("#workflow-response")).to_contain_text('"password": "••••••••"')
     expect(preview).not_to_contain_text(target_db.password)
 
@@ -53,12 +55,15 @@ def test_the_reference_flow_end_to_end(logged_in_page: Page, postgres_secret, ta
 
     # The preview shows what each bound field resolves to, secrets masked.
     page.get_by_role("button", name="Run workflow").click()
+    expect(preview.locator("[data-status]")).to_have_attribute("data-status", FINAL, timeout=30_000)
     resolved = preview.locator("table.resolved")
-    expect(resolved).to_contain_text("app_user", timeout=30_000)
+    expect(resolved).to_contain_text("app_user")
     expect(resolved.locator("tr", has_text="Password")).to_contain_text("••••••••")
 
     page.get_by_role("button", name="Test connection").click()
-    expect(page.locator("#test-connection-result")).to_contain_text("Connected", timeout=30_000)
+    expect(page.locator("#test-connection-result [data-status]")).to_have_attribute("data-status", FINAL,
+                                                                                    timeout=30_000)
+    expect(page.locator("#test-connection-result")).to_contain_text("Connected")
 
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".messages")).to_contain_text("was created")
@@ -69,7 +74,8 @@ def test_the_reference_flow_end_to_end(logged_in_page: Page, postgres_secret, ta
     for _ in range(3):
         page.get_by_label("Query").fill("select name from customers order by id")
         page.get_by_role("button", name="Run query").click()
-        expect(page.locator("#query-run")).to_contain_text("Ada Lovelace", timeout=30_000)
+        expect(page.locator("#query-run")).to_have_attribute("data-status", "succeeded", timeout=30_000)
+        expect(page.locator("#query-run")).to_contain_text("Ada Lovelace")
     expect(page.locator("body")).not_to_contain_text(target_db.password)
     workflow = Workflow.objects.get(name="getSecrets")
     assert WorkflowRun.objects.filter(workflow=workflow, trigger="credentials").count() == 1

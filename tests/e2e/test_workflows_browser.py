@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e import FINAL
 from workflows.models import Workflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -28,8 +29,7 @@ def new_workflow(page: Page, name: str, steps: list[tuple[str, str]], timeout_s:
 def run_workflow(page: Page):
     page.get_by_role("button", name="Run workflow").click()
     result = page.locator("#workflow-run")
-    expect(result).not_to_have_attribute("data-status", "running", timeout=40_000)
-    expect(result).not_to_have_attribute("data-status", "queued", timeout=40_000)
+    expect(result).to_have_attribute("data-status", FINAL, timeout=40_000)
     return result
 
 
