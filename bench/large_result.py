@@ -53,11 +53,12 @@ def measure(values: dict, sql: str, mode: str, max_rows: int, repeats: int) -> d
 
     def run_once():
         if mode == "capped":
-            result = kind.run_query(creds, sql, max_rows=max_rows, timeout_s=120, cancel=CancelToken())
+            [result] = kind.run_query(creds, sql, max_rows=max_rows, timeout_s=120, cancel=CancelToken())
             return result.row_count, result.truncated
         with psycopg.connect(host=values["host"], port=values["port"], dbname=values["database"],
-                             user=values["username"], password=values["password"], sslmode=values["sslmode"]) as conn:
-            rows = [[postgres.display_value(v) for v in row] for row in conn.execute(sql).fetchall()]
+                             user=values["username"], password=values["password"], sslmode=values["sslmode"],
+                             context=postgres.cell_adapters()) as conn:
+            rows = [list(row) for row in conn.execute(sql).fetchall()]
             return len(rows), False
 
     kind.run_query(creds, "select 1", max_rows=max_rows, timeout_s=30, cancel=CancelToken())  # imports, pool

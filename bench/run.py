@@ -177,6 +177,7 @@ NOTES = {
     "breakdown.static_app_connection_kept": "static, but the app database connection stays open between runs",
     "breakdown.static_credentials_and_query": "with_credentials + Postgres.run_query, without the run row",
     "breakdown.psycopg_server_cursor": "the floor of a bounded read with raw psycopg: BEGIN, DECLARE, FETCH, COMMIT",
+    "breakdown.session_reset": "DISCARD ALL on an open connection: what resetting a pooled session before reuse costs",
 }
 
 
@@ -254,8 +255,8 @@ def _execute_case(integration_id: int, sql: str = SELECT_1, before: Callable[[],
         started = time.perf_counter()
         execution.execute(run.pk)
         elapsed = (time.perf_counter() - started) * 1000
-        status, error, rows = QueryRun.objects.filter(pk=run.pk).values_list("status", "error", "rows").get()
-        if status != "succeeded" or (sql == SELECT_1 and rows != [[1]]):
+        status, error, results = QueryRun.objects.filter(pk=run.pk).values_list("status", "error", "results").get()
+        if status != "succeeded" or (sql == SELECT_1 and results[0]["rows"] != [[1]]):
             raise RuntimeError(f"integration {integration_id}: run {run.pk} {status}: {error}")
         return elapsed
 
@@ -275,7 +276,7 @@ def fast_group(cfg: Config, app: App, target: Target) -> dict[str, list[float]]:
     address = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)[0][4][0]
     raw = psycopg.connect(host=target.host, hostaddr=str(address), port=target.port, dbname=target.database,
                           user=target.username, password=target.password, sslmode="prefer", autocommit=True,
-                          application_name="credtool-bench")
+                          application_name="credtool-bench", prepare_threshold=None)
     statements = psycopg.connect(host=target.host, hostaddr=str(address), port=target.port,
                                  dbname=target.database, user=target.username, password=target.password,
                                  sslmode="prefer", application_name="credtool-bench")
@@ -296,6 +297,12 @@ def fast_group(cfg: Config, app: App, target: Target) -> dict[str, list[float]]:
         cursor.close()  # after COMMIT: nothing sent
         return (time.perf_counter() - started) * 1000
 
+    def session_reset_case() -> float:
+        # What returning a pooled connection to its start-up state costs (issue 9): DISCARD ALL.
+        started = time.perf_counter()
+        raw.execute("DISCARD ALL")
+        return (time.perf_counter() - started) * 1000
+
     def query_only_case() -> float:
         integration = Integration.objects.select_related("credentials_workflow").get(pk=app.static_id)
         kind = integration.kind_impl
@@ -311,6 +318,7 @@ def fast_group(cfg: Config, app: App, target: Target) -> dict[str, list[float]]:
         "static_app_connection_kept": _execute_case(app.static_id, keep_app_connection=True),
         "static_credentials_and_query": query_only_case,
         "psycopg_server_cursor": server_cursor_case,
+        "session_reset": session_reset_case,
     }
     try:
         return stats.round_robin(cases, rounds=cfg.n(500), warmup=cfg.n(50))

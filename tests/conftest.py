@@ -125,6 +125,18 @@ def target_db(postgres_server_url: str) -> TargetDatabase:
     return target
 
 
+@pytest.fixture
+def integration(target_db, user):
+    """A PostgreSQL integration on the target database with a stored password (Alice's)."""
+    from integrations.models import Integration
+
+    integration = Integration(name="Target", kind="postgres", created_by=user, statement_timeout_s=30)
+    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
+    integration.set_secrets({"password": target_db.password})
+    integration.save()
+    return integration
+
+
 # --- The Celery worker -----------------------------------------------------------
 
 def _test_database_url() -> str:

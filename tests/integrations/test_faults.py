@@ -10,18 +10,9 @@ import pytest
 from runs.models import WORKER_LOST
 from integrations.models import Integration, QueryRun
 from integrations.tasks import run_query
-from tests.conftest import result, start_worker, stop_worker, wait_for, wait_for_final
+from tests.conftest import start_worker, stop_worker, wait_for, wait_for_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def integration(target_db, user):
-    integration = Integration(name="Target", kind="postgres", created_by=user)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
-    return integration
 
 
 @pytest.mark.slow

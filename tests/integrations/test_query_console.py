@@ -13,16 +13,6 @@ from tests.conftest import result, wait_for, wait_for_final
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
-@pytest.fixture
-def integration(target_db, user):
-    integration = Integration(name="Target", kind="postgres", created_by=user, statement_timeout_s=30)
-    values = target_db.form_values()
-    integration.config = {k: v for k, v in values.items() if k != "password"}
-    integration.set_secrets({"password": values["password"]})
-    integration.save()
-    return integration
-
-
 def run(client, integration, sql, timeout=30) -> QueryRun:
     response = client.post(f"/integrations/{integration.pk}/query/", {"sql": sql}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
@@ -202,11 +192,3 @@ def test_queries_reuse_a_pooled_connection(logged_in_client, integration):
     first = run(logged_in_client, integration, "select pg_backend_pid()")
     second = run(logged_in_client, integration, "select pg_backend_pid()")
     assert result(first)["rows"] == result(second)["rows"]  # the same server session: no login per query
-
-
-def test_a_session_setting_does_not_outlive_its_query(logged_in_client, integration):
-    integration.statement_timeout_s = 1
-    integration.save()
-    assert run(logged_in_client, integration, "set statement_timeout = 0").status == "succeeded"
-    after = run(logged_in_client, integration, "select pg_sleep(5)")
-    assert after.status == "failed" and "statement timeout" in after.error

@@ -15,15 +15,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 @pytest.fixture
-def integration(target_db, user):
-    integration = Integration(name="Target", kind="postgres", created_by=user, statement_timeout_s=30)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
-    return integration
-
-
-@pytest.fixture
 def read_only(integration):
     integration.read_only = True
     integration.save()

@@ -14,22 +14,13 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from credtool.celery import app
-from integrations.models import ConnectionCheck, Integration, QueryRun
+from integrations.models import ConnectionCheck, QueryRun
 from runs import lifecycle
 from runs.models import WORKER_LOST
 from tests.conftest import start_worker, stop_worker, wait_for, wait_for_final
 from workflows.models import Step, Workflow, WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
-
-
-@pytest.fixture
-def integration(target_db, user):
-    integration = Integration(name="Target", kind="postgres", created_by=user)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
-    return integration
 
 
 @pytest.fixture
