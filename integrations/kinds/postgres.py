@@ -39,7 +39,6 @@ import json
 import os
 import re
 import select
-import threading
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Iterator
@@ -56,7 +55,8 @@ from psycopg.types.string import TextLoader
 from .. import destinations
 from ..connection_pool import ConnectionPool
 from .registry import register
-from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import (CancelToken, Credentials, Deadline, FieldSpec, Kind, QueryCancelled, StageError, StatementResult,
+                   deadlines)
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -370,27 +370,6 @@ class _StaleConnection(Exception):
     pass
 
 
-class _Watchdog:
-    """Cancels the run on the server once it has lasted ``seconds``."""
-
-    def __init__(self, seconds: float, cancel: Any) -> None:
-        self.fired = False
-        self._cancel = cancel
-        self._timer = threading.Timer(seconds, self._fire)
-        self._timer.daemon = True
-
-    def _fire(self) -> None:
-        self.fired = True
-        self._cancel()
-
-    def __enter__(self) -> _Watchdog:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-
-
 class _Run:
     def __init__(self, kind: Postgres, creds: Credentials, statements: list[Statement], *, max_rows: int,
                  timeout_s: int, cancel: CancelToken, connect_timeout: int, read_only: bool) -> None:
@@ -412,7 +391,7 @@ class _Run:
             results: list[StatementResult] = []
             cursors: list[psycopg.ServerCursor] = []
             number = 0  # the statement being run; 0 before the first and at COMMIT
-            watchdog = _Watchdog(self.timeout_s + WATCHDOG_GRACE_S, conn.cancel_safe)
+            watchdog = deadlines.schedule(self.timeout_s + WATCHDOG_GRACE_S, conn.cancel_safe)
             try:
                 with watchdog:
                     if len(self.statements) == 1 and not self.statements[0].streamable and not self.read_only:
@@ -466,7 +445,7 @@ class _Run:
             return _collect(cursor, statement, limit)
 
     def _failure(self, exc: psycopg.Error, number: int, results: list[StatementResult],
-                 watchdog: _Watchdog) -> Exception:
+                 watchdog: Deadline) -> Exception:
         if isinstance(exc, pg_errors.QueryCanceled):
             if self.cancel.cancelled:
                 return QueryCancelled()
