@@ -357,12 +357,28 @@ def test_the_project_tree_and_its_database_cannot_be_read(pool):
         for path in paths:
             result = run(pool, f"return open({str(path)!r}).read()")
             assert not result.ok and result.error.type == "FileNotFoundError", (path, result)
-        listing = run(pool, f"import os\nreturn [os.listdir({str(ROOT)!r}), os.listdir('/root'), os.listdir('/etc')]")
+        listing = run(pool, "import os\ndef ls(path):\n    try:\n        return sorted(os.listdir(path))\n"
+                      "    except FileNotFoundError:\n        return None\n"
+                      f"return [ls({str(ROOT)!r}), ls('/root'), ls('/etc')]")
         project, home, etc = listing.output
-        assert project == [".venv"] and home == [".pyenv"]
+        assert (project, home) == (python_entries_in(ROOT), python_entries_in(Path("/root")))
         assert "shadow" not in etc and set(etc) <= {Path(p).parts[2] for p in launch.ETC_FILES}
     finally:
         database.unlink()
+
+
+def python_entries_in(directory: Path) -> list[str] | None:
+    """What a step sees in ``directory``: only the Python installation and the virtualenv, which the
+    sandbox binds (with their parents) from where they really are; None when neither is below it.
+
+    A venv at ROOT/.venv made from pyenv's Python under /root shows ``[".venv"]`` and ``[".pyenv"]``;
+    one made from Debian's /usr/bin/python3 in /tmp shows neither directory at all.
+    """
+    prefixes = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), os.path.abspath(sys.prefix)}
+    entries = {Path(prefix).relative_to(directory).parts[0] for prefix in prefixes
+               if Path(prefix) != directory and Path(prefix).is_relative_to(directory) and prefix != "/usr"
+               and not prefix.startswith("/usr/")}
+    return sorted(entries) or None
 
 
 def test_the_apps_settings_cannot_be_imported(pool):
