@@ -313,6 +313,55 @@ def test_a_waiting_child_holds_no_secret_before_its_request(monkeypatch):
         fresh.shutdown()
 
 
+# Looks for params.needle where a step can look: its environment, every /proc/*/environ and
+# cmdline it may read, and files under / (breadth first, so /etc and the tops of the
+# Python trees come before deep site-packages; bounded as a real probe would be).
+SEARCH_FOR_NEEDLE = """import os
+needle = params.needle.encode()
+found = [name for name, value in os.environ.items() if needle in f"{name}={value}".encode()]
+for entry in os.listdir('/proc'):
+    if entry.isdigit() or entry in ('self', 'thread-self'):
+        for name in ('environ', 'cmdline'):
+            try:
+                with open(f'/proc/{entry}/{name}', 'rb') as f:
+                    if needle in f.read():
+                        found.append(f'/proc/{entry}/{name}')
+            except OSError:
+                pass
+files, queue = 0, ['/']
+while queue and files < 5000:
+    for item in sorted(os.scandir(queue.pop(0)), key=lambda e: e.name):
+        if item.path in ('/proc', '/sys', '/dev', '/usr') or files >= 5000:
+            continue
+        try:
+            if item.is_dir(follow_symlinks=False):
+                queue.append(item.path)
+            elif item.is_file(follow_symlinks=False) and item.stat().st_size < 1024 * 1024:
+                files += 1
+                with open(item.path, 'rb') as f:
+                    if needle in f.read():
+                        found.append(item.path)
+        except OSError:
+            pass
+return {'found': found, 'files': files}
+"""
+
+
+def test_a_step_cannot_find_the_apps_database_password_anywhere(monkeypatch):
+    password = f"app-db-password-{uuid.uuid4().hex}"
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://credtool:{password}@127.0.0.1:5432/credtool")
+    fresh = SandboxPool(size=1)  # its child starts now, while this process holds DATABASE_URL
+    assert fresh.warm(wait_s=20)
+    try:
+        result = fresh.run_step(SEARCH_FOR_NEEDLE, step_name="search", params={"needle": password},
+                                limits=StepLimits(timeout_s=60))
+    finally:
+        fresh.shutdown()
+    assert result.ok, result.error
+    assert result.output["found"] == []
+    assert result.output["files"] > 500, "the search should have read a good part of what the step can see"
+
+
 def descendants(pid: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
