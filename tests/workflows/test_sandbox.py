@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -16,7 +17,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from workflows import sandbox
-from workflows.sandbox import SandboxPool, StepLimits, launch
+from workflows.sandbox import SandboxPool, StepLimits, cgroups, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_SECRETS = {
@@ -32,6 +33,19 @@ def pool() -> Iterator[SandboxPool]:
     assert pool.warm(wait_s=20)
     yield pool
     pool.shutdown()
+
+
+@pytest.fixture(params=["cgroups"])
+def each_pool(request: pytest.FixtureRequest) -> SandboxPool:
+    """Each way a root worker keeps steps apart: a cgroup per step."""
+    if request.param == "cgroups" and sandbox.isolation().cgroups is None:
+        pytest.skip(f"no cgroup per step here: {sandbox.isolation_status()}")
+    return request.getfixturevalue("pool")
+
+
+def needs_cgroups() -> None:
+    if sandbox.isolation().cgroups is None:
+        pytest.skip(f"no cgroup per step here: {sandbox.isolation_status()}")
 
 
 def run(pool: SandboxPool, code: str, **kwargs) -> sandbox.StepResult:
@@ -78,6 +92,24 @@ class Watch:
         self._thread.join()
 
 
+def alive(marker: str, within_s: float = 0.0) -> set[int]:
+    """The processes named ``marker`` that are not dead (a killed one waits as a zombie until
+    whoever inherited it reaps it, which for an orphan of a plain process is not the worker),
+    after up to ``within_s`` for a SIGKILL already sent to take effect."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = set()
+        for pid in named(marker):
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX":
+                    found.add(pid)
+            except (OSError, IndexError):
+                pass
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.01)
+
+
 def wait_gone(marker: str, within_s: float = 2.0) -> set[int]:
     deadline = time.monotonic() + within_s
     while (left := named(marker)) and time.monotonic() < deadline:
@@ -85,11 +117,115 @@ def wait_gone(marker: str, within_s: float = 2.0) -> set[int]:
     return left
 
 
+def while_running(pool: SandboxPool, code: str, marker: str, inspect, **kwargs) -> tuple[sandbox.StepResult, object]:
+    """Run ``code`` (which names itself ``marker``, then waits) and call ``inspect(pid)`` while it runs."""
+    with ThreadPoolExecutor(1) as threads:
+        step = threads.submit(run, pool, code, **kwargs)
+        deadline = time.monotonic() + 20
+        while not (pids := named(marker)) and not step.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert pids, step.result() if step.done() else "the step never started"
+        seen = inspect(min(pids))
+        return step.result(), seen
+
+
+def cgroup_dirs(pid: int) -> dict[str, Path]:
+    """``pid``'s cgroup directory per controller (memory, pids, cpu), from /proc as this process sees it."""
+    mounts: dict[str, tuple[str, str]] = {}
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        fstype, options = fields[fields.index("-") + 1], fields[fields.index("-") + 3]
+        if fstype == "cgroup":
+            mounts.update({name: (fields[3], fields[4]) for name in options.split(",")})
+        elif fstype == "cgroup2":
+            mounts[""] = (fields[3], fields[4])
+    found: dict[str, Path] = {}
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        for name in names.split(",") if names else [""]:
+            if name in mounts:
+                root, point = mounts[name]
+                found[name] = Path(os.path.normpath(os.path.join(point, os.path.relpath(path, root))))
+    unified = found.pop("", None)
+    if unified is not None and "memory" in (unified / "cgroup.controllers").read_text().split():
+        return {name: unified for name in ("memory", "pids", "cpu")}
+    return {name: found[name] for name in ("memory", "pids", "cpu") if name in found}
+
+
+def removed_soon(*paths: Path, within_s: float = 2.0) -> bool:
+    """Every process of a step is killed before its result returns; its cgroup's directories
+    are removed just after, off the step's time (rmdir can wait on the kernel's cgroup lock)."""
+    deadline = time.monotonic() + within_s
+    while any(path.exists() for path in paths) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return not any(path.exists() for path in paths)
+
+
+def limits_of(dirs: dict[str, Path]) -> dict[str, int]:
+    """The memory limit and pids.max/current of a step's cgroup, and the CPU weight (on v2's
+    scale) that all steps share: v1's cpu group of the step, v2's parent of its cgroup."""
+    def number(path: Path) -> int:
+        return int(path.read_text().split()[0])
+
+    memory, pids = dirs["memory"], dirs["pids"]
+    v2 = (memory / "memory.max").exists()
+    cpu = memory.parent if v2 else dirs["cpu"]
+    found = {"memory": number(memory / ("memory.max" if v2 else "memory.limit_in_bytes")),
+             "pids.max": number(pids / "pids.max"), "pids.current": number(pids / "pids.current"),
+             "cpu_weight": number(cpu / "cpu.weight") if v2 else number(cpu / "cpu.shares") * 100 // 1024}
+    if (memory / "memory.memsw.limit_in_bytes").exists():
+        found["memsw"] = number(memory / "memory.memsw.limit_in_bytes")
+    return found
+
+
+class MemAvailable:
+    """The host's MemAvailable, sampled from a thread while a step runs: its largest drop, in MB."""
+
+    def __init__(self) -> None:
+        self.start = self.lowest = self.read()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll)
+
+    @staticmethod
+    def read() -> int:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+        raise AssertionError("no MemAvailable in /proc/meminfo")
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            self.lowest = min(self.lowest, self.read())
+            time.sleep(0.01)
+
+    @property
+    def drop_mb(self) -> int:
+        return self.start - self.lowest
+
+    def __enter__(self) -> MemAvailable:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 # --- Running code -------------------------------------------------------------------
 
 def test_steps_run_under_bubblewrap():
     assert sandbox.isolation().mode == "bubblewrap", sandbox.isolation_status()
     assert "bubblewrap" in sandbox.isolation_status()
+
+
+def test_a_root_worker_gives_each_step_a_cgroup_where_the_machine_has_them():
+    own = cgroup_dirs(os.getpid())
+    if os.geteuid() != 0 or not {"memory", "pids"} <= set(own):
+        pytest.skip("needs a root worker and cgroups with memory and pids")
+    status = sandbox.isolation_status()
+    assert sandbox.isolation().cgroups is not None, status
+    version = 2 if own["memory"] == own["pids"] else 1
+    assert f", in a cgroup per step (v{version}: memory, pids, cpu)" in status
 
 
 def test_return_gives_the_output(pool):
@@ -223,16 +359,120 @@ def test_cpu_limit_stops_a_busy_loop_before_the_wall_clock(pool):
     assert result.timed_out and result.error.message == "the step timed out after 1 s of CPU time and was stopped"
 
 
-def test_limits_are_set_per_step_in_a_prestarted_child(pool):
+def test_limits_are_set_per_step_in_a_prestarted_child(each_pool):
     code = ("import resource as r\nreturn {n: r.getrlimit(getattr(r, n)) for n in "
             "('RLIMIT_AS', 'RLIMIT_FSIZE', 'RLIMIT_NPROC', 'RLIMIT_CPU')}")
     mb = 1024 * 1024
-    small = run(pool, code, limits=StepLimits(timeout_s=10, memory_mb=300, file_size_mb=2, processes=20, cpu_s=3))
-    large = run(pool, code, limits=StepLimits(timeout_s=10, memory_mb=700, file_size_mb=5, processes=30, cpu_s=9))
+    small = run(each_pool, code, limits=StepLimits(timeout_s=10, memory_mb=300, file_size_mb=2, processes=20, cpu_s=3))
+    large = run(each_pool, code, limits=StepLimits(timeout_s=10, memory_mb=700, file_size_mb=5, processes=30, cpu_s=9))
     assert small.output["RLIMIT_AS"] == [300 * mb, 300 * mb] and large.output["RLIMIT_AS"] == [700 * mb, 700 * mb]
     assert small.output["RLIMIT_FSIZE"] == [2 * mb, 2 * mb] and small.output["RLIMIT_NPROC"] == [20, 20]
     soft, hard = small.output["RLIMIT_CPU"]
     assert 3 <= soft <= 5 and hard == soft + 1  # the imports' CPU time plus the step's 3 s
+
+
+def test_each_step_runs_in_a_cgroup_of_its_own_with_its_limits(pool):
+    needs_cgroups()
+    marker = "ctc" + uuid.uuid4().hex[:8]
+    own = cgroup_dirs(os.getpid())
+
+    def inspect(pid: int) -> tuple[dict[str, Path], dict[str, int]]:
+        dirs = cgroup_dirs(pid)
+        return dirs, limits_of(dirs)
+
+    result, (dirs, limits) = while_running(pool, name_self(marker) + "import time\ntime.sleep(1)\nreturn 1", marker,
+                                           inspect, limits=StepLimits(timeout_s=10, memory_mb=300, processes=20))
+    assert result.ok, result.error
+    assert set(dirs) == {"memory", "pids", "cpu"} and not set(dirs.items()) & set(own.items())
+    assert dirs["memory"] != own["memory"] and dirs["pids"] != own["pids"]
+    mb = 1024 * 1024
+    # The step's 300 MB on top of what its pre-started interpreter already held.
+    assert 300 * mb < limits["memory"] < 500 * mb and limits.get("memsw", limits["memory"]) == limits["memory"]
+    # Its own process among its 20; bwrap's (2 of pids.current) on top.
+    assert limits["pids.max"] - limits["pids.current"] == 19
+    assert limits["cpu_weight"] < 100  # below the default: under load the worker comes first
+    assert removed_soon(dirs["memory"], dirs["pids"]), "the step's cgroup must go with it"
+
+
+@pytest.mark.parametrize("ending", ["returns", "times out, leaving a process in its own session", "crashes"])
+def test_a_steps_cgroup_is_removed_after_it_whatever_happened(pool, ending):
+    needs_cgroups()
+    marker = "ctr" + uuid.uuid4().hex[:8]
+    code = name_self(marker) + {
+        "returns": "import time\ntime.sleep(0.5)\nreturn 1",
+        "times out, leaving a process in its own session":
+            "import os, time\nif os.fork() == 0:\n    os.setsid()\n    time.sleep(60)\ntime.sleep(60)",
+        "crashes": "import os, time\ntime.sleep(0.5)\nos._exit(3)",
+    }[ending]
+    result, dirs = while_running(pool, code, marker, cgroup_dirs, limits=StepLimits(timeout_s=1.5))
+    assert result.ok == (ending == "returns")
+    assert alive(marker) == set(), "no process of the step may outlive its result"
+    assert dirs and removed_soon(dirs["memory"], dirs["pids"])
+
+
+def test_step_cgroups_left_by_a_dead_worker_are_removed_at_start():
+    needs_cgroups()
+    # A worker process that made a step cgroup and died without removing it.
+    script = ("import os, sys\nfrom workflows.sandbox import launch\n"
+              "group = launch.isolation().cgroups.create()\nprint(*group.directories, flush=True)\nos._exit(0)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    left = [Path(path) for path in done.stdout.split()]
+    assert left and all(path.is_dir() for path in left), done.stderr
+    ours = sandbox.isolation().cgroups.create()  # a live worker's, maybe about to be used
+    try:
+        launch.detect()  # what a starting pool does once
+        assert not any(path.exists() for path in left)
+        assert all(path.is_dir() for path in ours.directories)
+    finally:
+        ours.remove()
+
+
+def test_the_cgroups_to_use_are_found_from_proc_on_v1_v2_and_a_hybrid(tmp_path):
+    # This machine is v1 only (its v2 mount has no memory): v2 is checked from /proc's texts.
+    v1_mounts = ("35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"
+                 "36 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n"
+                 "39 31 0:36 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids\n")
+    v1_self = "8:pids:/\n4:memory:/process_api/abc\n1:cpu,cpuacct:/workers\n"
+    hybrid_unified = tmp_path / "unified"
+    hybrid_unified.mkdir()
+    (hybrid_unified / "cgroup.controllers").write_text("hugetlb\n")
+    hybrid = v1_mounts + f"41 31 0:38 / {hybrid_unified} rw - cgroup2 cgroup2 rw\n"
+    expected_v1 = (1, {"memory": Path("/sys/fs/cgroup/memory/process_api/abc"), "pids": Path("/sys/fs/cgroup/pids"),
+                       "cpu": Path("/sys/fs/cgroup/cpu,cpuacct/workers")})
+    assert cgroups.locate(v1_mounts, v1_self) == expected_v1
+    assert cgroups.locate(hybrid, v1_self + "0::/\n") == expected_v1
+    worker = tmp_path / "v2" / "system.slice" / "credtool.service"
+    worker.mkdir(parents=True)
+    (worker / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    v2_mounts = f"30 23 0:26 / {tmp_path / 'v2'} rw - cgroup2 cgroup2 rw,nsdelegate\n"
+    assert cgroups.locate(v2_mounts, "0::/system.slice/credtool.service\n") == (
+        2, {"memory": worker, "pids": worker, "cpu": worker})
+    assert isinstance(cgroups.locate("", "0::/\n"), str)  # none at all: a reason, not a crash
+
+
+def test_a_step_is_held_to_its_memory_limit_for_all_its_processes_together(pool):
+    needs_cgroups()
+    # Ten children of 300 MB each: every process is under the step's 512 MB (RLIMIT_AS),
+    # their sum is not. bytes * n writes every page, so the memory is really used.
+    code = ("import os, time\nfor _ in range(10):\n    if os.fork() == 0:\n        data = b'x' * (300 * 1024 * 1024)\n"
+            "        time.sleep(20)\n        os._exit(0)\nfor _ in range(10):\n    os.wait()\nreturn 'survived'")
+    with MemAvailable() as host:
+        started = time.monotonic()
+        result = run(pool, code, limits=StepLimits(timeout_s=15, memory_mb=512))
+        elapsed = time.monotonic() - started
+    assert (result.ok, result.error.type) == (False, "MemoryError"), result.error
+    assert result.error.message == "the step exceeded its memory limit (512 MB) and was stopped"
+    assert host.drop_mb < 700, f"the host lost {host.drop_mb} MB to one step"
+    assert elapsed < 10, "an OOM kill must stop the step, not leave its survivors to the timeout"
+
+
+def test_a_step_whose_child_was_killed_for_memory_fails_even_if_it_returns(pool):
+    needs_cgroups()
+    code = ("import os\npid = os.fork()\nif pid == 0:\n    data = b'x' * (400 * 1024 * 1024)\n    os._exit(0)\n"
+            "data = b'y' * (200 * 1024 * 1024)\nos.waitpid(pid, 0)\nreturn 'survived'")
+    result = run(pool, code, limits=StepLimits(timeout_s=15, memory_mb=512))
+    assert (result.ok, result.output, result.error.type) == (False, None, "MemoryError"), result.error
+    assert result.error.message == "the step exceeded its memory limit (512 MB) and was stopped"
 
 
 def test_memory_bomb_fails_with_memory_error_not_a_hang(pool):
@@ -254,7 +494,7 @@ def test_files_can_be_written_up_to_the_file_size_limit(pool):
     assert (big.ok, big.error.type, big.error.message) == (False, "OSError", "[Errno 27] File too large")
 
 
-def test_fork_bomb_is_stopped_by_the_process_limit_and_cleaned_up(pool):
+def test_fork_bomb_is_stopped_by_the_process_limit_and_cleaned_up(each_pool):
     marker = "ctf" + uuid.uuid4().hex[:8]
     code = ("import ctypes, os, time\nr, w = os.pipe()\npids = []\ntry:\n    while True:\n        pid = os.fork()\n"
             "        if pid == 0:\n"
@@ -265,7 +505,7 @@ def test_fork_bomb_is_stopped_by_the_process_limit_and_cleaned_up(pool):
             "time.sleep(0.5)  # for the test's watcher\nreturn {'forked': len(pids), 'errno': error}")
     with Watch(marker) as watch:
         started = time.monotonic()
-        result = run(pool, code, limits=StepLimits(timeout_s=20, processes=16))
+        result = run(each_pool, code, limits=StepLimits(timeout_s=20, processes=16))
         elapsed = time.monotonic() - started
     assert result.ok, result.error
     assert 5 <= result.output["forked"] < 16 and result.output["errno"] == 11  # EAGAIN

@@ -19,6 +19,12 @@ Instead the child starts as root holding only CAP_SETUID/CAP_SETGID, imports its
 modules, and when the request comes sets its limits and becomes the unprivileged
 ``credtool-sandbox`` user (which also makes an iptables owner match possible).
 A non-root worker uses a user namespace, as bubblewrap intends.
+
+What a step may use, across all of its processes: a root worker gives each child a
+cgroup of its own (cgroups.py: memory for all the step's processes together,
+pids.max, a CPU weight below the worker's), made before the child starts and
+killed and removed after it. A non-root worker has none: memory is limited per
+process (RLIMIT_AS), and its steps share its user's process count.
 """
 from __future__ import annotations
 
@@ -31,8 +37,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from . import cgroups
+from .cgroups import Cgroups, StepGroup
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +73,20 @@ class Isolation:
     uid: int | None  # the user steps run as; None: the worker's own
     gid: int | None
     warning: str = ""
+    cgroups: Cgroups | None = None  # a cgroup per step, when the machine offers one
+    no_cgroups: str = ""  # why steps get no cgroup each
 
 
 @dataclass
 class Child:
-    """A started sandbox process, and the work directory to remove after it (plain mode)."""
+    """A started sandbox process, and what goes with it: its work directory (plain mode)
+    and its cgroup. ``stop`` ends and removes all of them."""
 
     process: subprocess.Popen
     workdir: Path | None = None
+    cgroup: StepGroup | None = None
+    uid: int | None = None  # who the step becomes at its request (bubblewrap; a plain child already is)
+    gid: int | None = None
 
     @property
     def pid(self) -> int:
@@ -87,20 +102,34 @@ def isolation() -> Isolation:
     global _detected
     with _detect_lock:
         if _detected is None:
-            _detected = _detect()
+            _detected = detect()
             if _detected.warning:
                 log.warning("workflow sandbox: %s", _detected.warning)
+            elif _detected.cgroups is None:
+                log.warning("workflow sandbox: %s", _resources(_detected))
         return _detected
 
 
-def isolation_status() -> str:
-    """One line for start-up logs: how steps are isolated, or the warning to show."""
-    found = isolation()
+def isolation_status(found: Isolation | None = None) -> str:
+    """One line for start-up logs: how steps are isolated and limited, or the warning to show."""
+    found = found or isolation()
     if found.warning:
-        return found.warning
-    if found.uid is None:
-        return "workflow steps run in bubblewrap, as the worker's user mapped into a user namespace"
-    return f"workflow steps run in bubblewrap as {_user_name(found.uid)} (uid {found.uid})"
+        head = found.warning
+    elif found.uid is None:
+        head = "workflow steps run in bubblewrap, as the worker's user mapped into a user namespace"
+    else:
+        head = f"workflow steps run in bubblewrap as {_user_name(found.uid)} (uid {found.uid})"
+    return f"{head}, {_resources(found)}"
+
+
+def _resources(found: Isolation) -> str:
+    """What bounds a step's processes together, and what is missing."""
+    if found.cgroups is not None:
+        return f"in a cgroup per step ({found.cgroups.describe()})"
+    missing = f"without a cgroup per step ({found.no_cgroups}): a step's memory is limited per process only"
+    if found.uid is None and os.geteuid() == 0:
+        return f"{missing}, and no process limit applies to root"
+    return f"{missing}, and its processes count against the worker user's process limit"
 
 
 def _user_name(uid: int) -> str:
@@ -122,7 +151,16 @@ def sandbox_ids() -> tuple[int | None, int | None]:
         return NOBODY, NOBODY
 
 
-def _detect() -> Isolation:
+def detect() -> Isolation:
+    """Work out now how steps are isolated here (``isolation()`` caches it).
+
+    Also makes the step cgroups' parents and removes step cgroups left by dead workers.
+    """
+    groups, no_cgroups = cgroups.detect()
+    return replace(_launcher(), cgroups=groups, no_cgroups=no_cgroups)
+
+
+def _launcher() -> Isolation:
     uid, gid = sandbox_ids()
     if shutil.which("bwrap"):
         probe = Isolation("bubblewrap", uid, gid)
@@ -211,22 +249,41 @@ def bwrap_argv(found: Isolation) -> list[str]:
 
 
 def spawn(found: Isolation) -> Child:
-    """Start one child: it imports its modules, says it is ready, and waits for one request."""
-    if found.mode == "bubblewrap":
-        argv = bwrap_argv(found) + [sys.executable, "-I", "/sandbox/child.py", "/sandbox/outputs.py"]
-        return Child(_popen(argv, cwd="/", env=CHILD_ENV))
-    workdir = Path(tempfile.mkdtemp(prefix="credtool-step-"))
+    """Start one child: it imports its modules, says it is ready, and waits for one request.
+
+    Its cgroup (if any) holds it from its first instruction.
+    """
+    uid, gid = found.uid, found.gid
+    group: StepGroup | None = None
+    workdir: Path | None = None
     try:
-        if found.uid is not None:
-            os.chown(workdir, found.uid, found.gid if found.gid is not None else found.uid)
+        group = found.cgroups.create() if found.cgroups is not None else None
+        if found.mode == "bubblewrap":
+            argv = bwrap_argv(found) + [sys.executable, "-I", "/sandbox/child.py", "/sandbox/outputs.py"]
+            if group is not None:
+                argv = group.launcher(argv)  # bwrap forks at once: join before it starts
+            return Child(_popen(argv, cwd="/", env=CHILD_ENV), None, group, uid, gid)
+        workdir = Path(tempfile.mkdtemp(prefix="credtool-step-"))
+        if uid is not None:
+            os.chown(workdir, uid, gid if gid is not None else uid)
         env = {**CHILD_ENV, "HOME": str(workdir), "TMPDIR": str(workdir)}
         # Popen changes user in C between fork and exec: safe in a threaded worker.
-        user = {"user": found.uid, "group": found.gid, "extra_groups": []} if found.uid is not None else {}
-        return Child(_popen([sys.executable, "-I", str(CHILD), str(OUTPUTS)], cwd=str(workdir), env=env, **user),
-                     workdir)
+        user = {"user": uid, "group": gid, "extra_groups": []} if uid is not None else {}
+        child = Child(_popen([sys.executable, "-I", str(CHILD), str(OUTPUTS)], cwd=str(workdir), env=env, **user),
+                      workdir, group, uid, gid)
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _release(group, workdir)
         raise
+    if group is not None:
+        try:
+            # Already running as the step's user, so it could not join by itself. Safe
+            # after Popen here: a plain child starts nothing before its request, which
+            # is sent only after this.
+            group.join(child.pid)
+        except BaseException:
+            stop(child)
+            raise
+    return child
 
 
 def _popen(argv: list[str], *, cwd: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
@@ -235,7 +292,8 @@ def _popen(argv: list[str], *, cwd: str, env: dict[str, str], **kwargs) -> subpr
 
 
 def stop(child: Child) -> None:
-    """Kill the child and everything it started, reap it, remove its work directory."""
+    """Kill the child and everything it started, reap it, remove its cgroup and work directory.
+    Never raises for what it could not clean (it logs it)."""
     try:
         # The process group: the child itself, or bwrap (whose death tears down the
         # whole PID namespace, --new-session processes included).
@@ -252,5 +310,17 @@ def stop(child: Child) -> None:
             stream.close()
         except OSError:
             pass
-    if child.workdir is not None:
-        shutil.rmtree(child.workdir, ignore_errors=True)
+    _release(child.cgroup, child.workdir)
+
+
+def _release(group: StepGroup | None, workdir: Path | None) -> None:
+    """Give back what a child held. The step is over either way: a failure is logged, not raised."""
+    if group is not None:
+        try:
+            # Kills every process of the step that outlived the child: in other sessions,
+            # orphaned, still leaving a torn-down namespace; the cgroup goes a moment later.
+            group.discard()
+        except Exception:
+            log.exception("workflow sandbox: could not remove a step's cgroup")
+    if workdir is not None:
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any, Mapping
 
-from . import launch
+from . import cgroups, launch
 from .exchange import StepLimits, StepResult, request_bytes, run_in
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class SandboxPool:
         """Run ``code`` as the body of a function in a child nobody else has had."""
         limits = limits or StepLimits()
         found = self.isolation
-        request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found)
         child = self.acquire()
         try:
+            request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found, child)
             return run_in(child, request, limits)
         finally:
             launch.stop(child)
@@ -136,6 +136,7 @@ class SandboxPool:
             launch.stop(child)
         if filler is not None:
             filler.join(timeout=10)
+        cgroups.drain()  # so a clean shutdown leaves no step cgroup behind
 
 
 def _is_ready(child: launch.Child) -> bool:
