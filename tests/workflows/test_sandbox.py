@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -367,7 +368,11 @@ def test_limits_are_set_per_step_in_a_prestarted_child(each_pool):
     small = run(each_pool, code, limits=StepLimits(timeout_s=10, memory_mb=300, file_size_mb=2, processes=20, cpu_s=3))
     large = run(each_pool, code, limits=StepLimits(timeout_s=10, memory_mb=700, file_size_mb=5, processes=30, cpu_s=9))
     assert small.output["RLIMIT_AS"] == [300 * mb, 300 * mb] and large.output["RLIMIT_AS"] == [700 * mb, 700 * mb]
-    assert small.output["RLIMIT_FSIZE"] == [2 * mb, 2 * mb] and small.output["RLIMIT_NPROC"] == [20, 20]
+    assert small.output["RLIMIT_FSIZE"] == [2 * mb, 2 * mb]
+    if each_pool.isolation.cgroups is None:  # the step's own uid: RLIMIT_NPROC is its process limit
+        assert small.output["RLIMIT_NPROC"] == [20, 20]
+    else:  # pids.max is; every step shares the uid, so its RLIMIT_NPROC must leave room for all of them
+        assert small.output["RLIMIT_NPROC"][0] >= 4096
     soft, hard = small.output["RLIMIT_CPU"]
     assert 3 <= soft <= 5 and hard == soft + 1  # the imports' CPU time plus the step's 3 s
 
@@ -516,6 +521,56 @@ def test_fork_bomb_is_stopped_by_the_process_limit_and_cleaned_up(each_pool):
     assert elapsed < 15, "sleeping children must not hold the result back"
     assert len(watch.seen) >= 5
     assert wait_gone(marker) == set()
+
+
+# Forks to its process limit, says so by its name, and holds its processes until the
+# test closes the connection it opens (a socket needs no new process or thread).
+HOLD_THE_PROCESS_LIMIT = """import ctypes, os, socket, time
+pids = []
+try:
+    while True:
+        pid = os.fork()
+        if pid == 0:
+            time.sleep(30)
+            os._exit(0)
+        pids.append(pid)
+except OSError as exc:
+    error = exc.errno
+ctypes.CDLL(None).prctl(15, params.marker.encode(), 0, 0, 0)
+socket.create_connection(('127.0.0.1', params.port), timeout=20).recv(1)
+return {'forked': len(pids), 'errno': error, 'uid': os.getuid()}
+"""
+
+
+def test_a_step_holding_its_process_limit_does_not_stop_another_steps_threads_or_subprocesses(each_pool):
+    marker = "cth" + uuid.uuid4().hex[:8]
+    other_step = ("import os, subprocess, threading\nthread = threading.Thread(target=lambda: None)\nthread.start()\n"
+                  "thread.join()\nreturn [subprocess.run(['echo', 'ran'], capture_output=True, text=True).stdout, "
+                  "os.getuid()]")
+    assert each_pool.warm(wait_s=30)
+    with ThreadPoolExecutor(1) as threads, socket.socket() as release:
+        release.bind(("127.0.0.1", 0))
+        release.listen(1)
+        release.settimeout(20)
+        holder = threads.submit(run, each_pool, HOLD_THE_PROCESS_LIMIT, limits=StepLimits(timeout_s=30, processes=16),
+                                params={"marker": marker, "port": release.getsockname()[1]})
+        deadline = time.monotonic() + 20
+        while not named(marker) and not holder.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert named(marker), holder.result().error if holder.done() else "the first step never filled its limit"
+        # While the first step holds all its processes; with the same limit, so a count
+        # shared between the two would have no room left.
+        other = run(each_pool, other_step, limits=StepLimits(timeout_s=10, processes=16))
+        still_holding = bool(named(marker)) and not holder.done()
+        release.accept()[0].close()
+        held = holder.result()
+    assert held.ok, held.error
+    assert 5 <= held.output["forked"] < 16 and held.output["errno"] == 11  # EAGAIN: its own limit
+    assert still_holding
+    assert other.ok, other.error
+    assert other.output[0] == "ran\n"
+    # With a cgroup each, steps may share a uid; without, each has its own.
+    assert (other.output[1] == held.output["uid"]) == (each_pool.isolation.cgroups is not None)
 
 
 def test_a_forked_process_cannot_answer_for_the_step(pool):

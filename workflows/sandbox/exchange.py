@@ -71,8 +71,12 @@ class StepResult:
 def request_bytes(code: str, step_name: str, steps: Mapping[str, Any], params: Mapping[str, Any],
                   env: Mapping[str, str], limits: StepLimits, found: Isolation, child: Child) -> bytes:
     """The request for ``child``: the step, and the limits and user its process sets for itself."""
-    processes = limits.processes
-    if found.uid is None and os.geteuid() != 0:
+    processes: int | None = limits.processes
+    if child.cgroup is not None:
+        # pids.max bounds the step. Its uid is shared with every other step, and RLIMIT_NPROC
+        # counts a whole uid, so a per-uid limit would let one step's forks starve the rest.
+        processes = None
+    elif found.uid is None and os.geteuid() != 0:
         # Steps share this user's process count: leave room for what it runs already.
         processes += _processes_of(os.getuid())
     return json.dumps({
