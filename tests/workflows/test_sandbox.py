@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -36,12 +37,25 @@ def pool() -> Iterator[SandboxPool]:
     pool.shutdown()
 
 
-@pytest.fixture(params=["cgroups"])
+@pytest.fixture(scope="module")
+def uids_pool() -> Iterator[SandboxPool]:
+    """The fallback where steps get no cgroup each: a uid of its own per running step."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CREDTOOL_SANDBOX_CGROUPS", "off")
+        found = launch.detect()
+    assert found.cgroups is None and found.uids is not None, launch.isolation_status(found)
+    pool = SandboxPool(size=2, isolation=found)
+    assert pool.warm(wait_s=20)
+    yield pool
+    pool.shutdown()
+
+
+@pytest.fixture(params=["cgroups", "uids"])
 def each_pool(request: pytest.FixtureRequest) -> SandboxPool:
-    """Each way a root worker keeps steps apart: a cgroup per step."""
+    """Both ways a root worker keeps steps apart: a cgroup per step, or (without) a uid per step."""
     if request.param == "cgroups" and sandbox.isolation().cgroups is None:
         pytest.skip(f"no cgroup per step here: {sandbox.isolation_status()}")
-    return request.getfixturevalue("pool")
+    return request.getfixturevalue("pool" if request.param == "cgroups" else "uids_pool")
 
 
 def needs_cgroups() -> None:
@@ -787,6 +801,36 @@ def test_name_resolution_and_tls_certificates_work(pool):
     assert run(pool, code).output == [True, True, True]
 
 
+# --- Settings -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, value", [
+    ("CREDTOOL_SANDBOX_CGROUPS", "yes"),
+    ("CREDTOOL_SANDBOX_UIDS", "3100000"), ("CREDTOOL_SANDBOX_UIDS", "0-63"),
+    ("CREDTOOL_SANDBOX_UIDS", "3100063-3100000"), ("CREDTOOL_SANDBOX_UIDS", "900-1100"),  # 999: credtool-sandbox
+])
+def test_a_bad_sandbox_setting_fails_loudly_at_first_use(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    monkeypatch.setattr(launch, "_detected", None)  # as in a worker that has not used the sandbox yet
+    with pytest.raises(ValueError, match=name):
+        sandbox.isolation()
+    with pytest.raises(ValueError, match=name):  # and every time after, until it is fixed
+        sandbox.isolation_status()
+
+
+def test_without_cgroups_each_running_step_has_a_uid_of_its_own_from_the_setting(uids_pool, monkeypatch):
+    status = launch.isolation_status(uids_pool.isolation)
+    assert status.startswith("workflow steps run in bubblewrap, each as its own uid from 3100000-3100063, "
+                             "without a cgroup per step (switched off by CREDTOOL_SANDBOX_CGROUPS=off)")
+    assert 3_100_000 <= run(uids_pool, "import os\nreturn os.getuid()").output <= 3_100_063
+    monkeypatch.setenv("CREDTOOL_SANDBOX_CGROUPS", "off")
+    monkeypatch.setenv("CREDTOOL_SANDBOX_UIDS", "3100100-3100101")
+    narrow = SandboxPool(size=0, isolation=launch.detect())
+    with ThreadPoolExecutor(2) as threads:
+        uids = list(threads.map(lambda _: narrow.run_step("import os, time\ntime.sleep(0.5)\nreturn os.getuid()",
+                                                          step_name="uid").output, range(2)))
+    assert sorted(uids) == [3_100_100, 3_100_101]
+
+
 # --- The pool -----------------------------------------------------------------------
 
 def test_the_pool_hands_each_process_out_once(pool):
@@ -833,6 +877,34 @@ def test_without_bubblewrap_steps_still_run_with_a_cleared_environment(monkeypat
                                "time.sleep(30)\nreturn 'done'", step_name="plain", limits=StepLimits(timeout_s=20))
     assert orphaning.output == "done" and time.monotonic() - started < 15
     assert wait_gone(marker) == set()
+
+
+@pytest.mark.parametrize("confinement", ["cgroups", "uids"])
+def test_without_bubblewrap_a_process_the_step_moved_to_its_own_session_is_killed_too(confinement, monkeypatch):
+    # No PID namespace here, and killing the process group misses a setsid() child: the
+    # step's cgroup (or its uid of its own) is what finds it.
+    if confinement == "cgroups":
+        needs_cgroups()
+        found = replace(launch.plain_process("bubblewrap is switched off for this test"),
+                        cgroups=sandbox.isolation().cgroups)
+    else:
+        monkeypatch.setenv("CREDTOOL_SANDBOX_CGROUPS", "off")
+        per_step = launch.detect().uids
+        found = launch.plain_process("bubblewrap is switched off for this test", uids=per_step)
+        if found.uids is None:
+            pytest.skip(found.warning)  # Python unreadable to other users (pyenv under /root): runs as root
+    marker = "cts" + uuid.uuid4().hex[:8]
+    code = (f"import ctypes, os, time\nif os.fork() == 0:\n    os.setsid()\n"
+            f"    ctypes.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)\n    time.sleep(30)\n    os._exit(0)\n"
+            "time.sleep(0.5)\nreturn os.getuid()")
+    with Watch(marker) as watch:
+        result = SandboxPool(size=0, isolation=found).run_step(code, step_name="plain", limits=StepLimits(timeout_s=10))
+    assert result.ok, result.error
+    assert watch.seen, "the step's child should have been running"
+    # With a cgroup the worker waits until they are gone; a uid's are SIGKILLed, and the
+    # kernel ends them within milliseconds.
+    assert alive(marker, within_s=0 if confinement == "cgroups" else 1) == set(), \
+        "no process of the step may outlive its result"
 
 
 def test_app_env_from_picks_only_credtool_app_env_variables():

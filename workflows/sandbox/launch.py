@@ -23,8 +23,14 @@ A non-root worker uses a user namespace, as bubblewrap intends.
 What a step may use, across all of its processes: a root worker gives each child a
 cgroup of its own (cgroups.py: memory for all the step's processes together,
 pids.max, a CPU weight below the worker's), made before the child starts and
-killed and removed after it. A non-root worker has none: memory is limited per
-process (RLIMIT_AS), and its steps share its user's process count.
+killed and removed after it. Where the machine offers no such cgroup, each running
+step gets a uid of its own instead (uids.py), so that at least RLIMIT_NPROC counts
+one step's processes. A non-root worker has neither: memory is limited per process
+(RLIMIT_AS), and its steps share its user's process count.
+
+Settings, from the environment, read at first use (a bad value raises ValueError):
+- CREDTOOL_SANDBOX_CGROUPS: ``auto`` (default: a cgroup per step where possible) or ``off``;
+- CREDTOOL_SANDBOX_UIDS: the fallback's uids, default ``3100000-3100063``.
 """
 from __future__ import annotations
 
@@ -40,8 +46,9 @@ import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import cgroups
+from . import cgroups, uids
 from .cgroups import Cgroups, StepGroup
+from .uids import Lease, UidPool
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +57,7 @@ CHILD = HERE / "child.py"
 OUTPUTS = HERE.parent / "outputs.py"
 SANDBOX_USER = "credtool-sandbox"  # created by `make system-packages`
 NOBODY = 65534
+CGROUPS_SETTING = "CREDTOOL_SANDBOX_CGROUPS"
 # Not /tmp: the project (and the virtualenv bound into the sandbox) may itself live
 # under /tmp, as in a CI clone, and the working directory must be empty.
 WORK_DIR = "/step"
@@ -67,6 +75,10 @@ CHILD_ENV = {
 }
 
 
+class SandboxUnavailable(RuntimeError):
+    """No child can be started for a step; the message says why, for the step's error."""
+
+
 @dataclass(frozen=True)
 class Isolation:
     mode: str  # "bubblewrap" or "process"
@@ -74,17 +86,19 @@ class Isolation:
     gid: int | None
     warning: str = ""
     cgroups: Cgroups | None = None  # a cgroup per step, when the machine offers one
+    uids: UidPool | None = None  # else a uid per running step, instead of ``uid``
     no_cgroups: str = ""  # why steps get no cgroup each
 
 
 @dataclass
 class Child:
-    """A started sandbox process, and what goes with it: its work directory (plain mode)
-    and its cgroup. ``stop`` ends and removes all of them."""
+    """A started sandbox process, and what goes with it: its work directory (plain mode),
+    its cgroup, its uid lease (the fallback). ``stop`` ends and removes all of them."""
 
     process: subprocess.Popen
     workdir: Path | None = None
     cgroup: StepGroup | None = None
+    lease: Lease | None = None
     uid: int | None = None  # who the step becomes at its request (bubblewrap; a plain child already is)
     gid: int | None = None
 
@@ -98,7 +112,10 @@ _detect_lock = threading.Lock()
 
 
 def isolation() -> Isolation:
-    """How steps are isolated on this machine: checked once per process, then cached."""
+    """How steps are isolated on this machine: checked once per process, then cached.
+
+    Raises ValueError for a bad CREDTOOL_SANDBOX_* setting (every time, until it is fixed).
+    """
     global _detected
     with _detect_lock:
         if _detected is None:
@@ -115,6 +132,8 @@ def isolation_status(found: Isolation | None = None) -> str:
     found = found or isolation()
     if found.warning:
         head = found.warning
+    elif found.uids is not None:
+        head = f"workflow steps run in bubblewrap, each as its own uid from {found.uids.describe()}"
     elif found.uid is None:
         head = "workflow steps run in bubblewrap, as the worker's user mapped into a user namespace"
     else:
@@ -127,6 +146,8 @@ def _resources(found: Isolation) -> str:
     if found.cgroups is not None:
         return f"in a cgroup per step ({found.cgroups.describe()})"
     missing = f"without a cgroup per step ({found.no_cgroups}): a step's memory is limited per process only"
+    if found.uids is not None:
+        return f"{missing}, and its uid of its own bounds its processes"
     if found.uid is None and os.geteuid() == 0:
         return f"{missing}, and no process limit applies to root"
     return f"{missing}, and its processes count against the worker user's process limit"
@@ -151,19 +172,31 @@ def sandbox_ids() -> tuple[int | None, int | None]:
         return NOBODY, NOBODY
 
 
+def setting(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    """An environment setting that must be one of ``allowed``; ValueError names it and the choices."""
+    value = os.environ.get(name, "").strip().lower() or default
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of: {', '.join(allowed)} (not {os.environ[name]!r})")
+    return value
+
+
 def detect() -> Isolation:
-    """Work out now how steps are isolated here (``isolation()`` caches it).
+    """Work out now how steps are isolated here (``isolation()`` caches it); ValueError on a bad setting.
 
     Also makes the step cgroups' parents and removes step cgroups left by dead workers.
     """
-    groups, no_cgroups = cgroups.detect()
-    return replace(_launcher(), cgroups=groups, no_cgroups=no_cgroups)
+    use_cgroups = setting(CGROUPS_SETTING, "auto", ("auto", "off"))
+    uid_range = uids.from_environ(os.environ)
+    groups, no_cgroups = cgroups.detect(use_cgroups)
+    # Only root can hand out uids; with cgroups, pids.max already keeps steps apart.
+    per_step = uids.pool(uid_range) if groups is None and os.geteuid() == 0 else None
+    return replace(_launcher(per_step), cgroups=groups, no_cgroups=no_cgroups)
 
 
-def _launcher() -> Isolation:
+def _launcher(per_step: UidPool | None) -> Isolation:
     uid, gid = sandbox_ids()
     if shutil.which("bwrap"):
-        probe = Isolation("bubblewrap", uid, gid)
+        probe = Isolation("bubblewrap", uid, gid, uids=per_step)
         try:
             done = subprocess.run(bwrap_argv(probe) + [sys.executable, "-I", "-c", "print(6 * 7)"],
                                   capture_output=True, env=CHILD_ENV, timeout=30)
@@ -172,21 +205,25 @@ def _launcher() -> Isolation:
             reason = done.stderr.decode(errors="replace").strip()[-300:] or f"exit code {done.returncode}"
         except (OSError, subprocess.TimeoutExpired) as exc:
             reason = str(exc)
-        return plain_process(f"bubblewrap failed to start ({reason})")
-    return plain_process("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package")
+        return plain_process(f"bubblewrap failed to start ({reason})", uids=per_step)
+    return plain_process("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package", uids=per_step)
 
 
-def plain_process(why: str) -> Isolation:
+def plain_process(why: str, *, uids: UidPool | None = None) -> Isolation:
     """The fallback: a plain process with a cleared environment and limits, and a warning saying why."""
     uid, gid = sandbox_ids()
     if uid is not None and not _reachable_by_others(_prefixes()):
         # The unprivileged user could not even start Python (e.g. pyenv under a 0700 /root).
         return Isolation("process", None, None, f"{why}. Workflow steps run in plain processes AS ROOT: "
                          "they can read the project's files and the worker's /proc entries")
-    who = "as the worker's user, so they can read the worker's /proc entries and" if uid is None else \
-        f"as {_user_name(uid)}, but"
+    if uid is None:
+        who = "as the worker's user, so they can read the worker's /proc entries and"
+    elif uids is not None:
+        who = f"each as its own uid from {uids.describe()}, but"
+    else:
+        who = f"as {_user_name(uid)}, but"
     return Isolation("process", uid, gid, f"{why}. Workflow steps run in plain processes {who} "
-                     "can read every world-readable file, including the project's source")
+                     "can read every world-readable file, including the project's source", uids=uids)
 
 
 def _prefixes() -> list[str]:
@@ -251,9 +288,14 @@ def bwrap_argv(found: Isolation) -> list[str]:
 def spawn(found: Isolation) -> Child:
     """Start one child: it imports its modules, says it is ready, and waits for one request.
 
-    Its cgroup (if any) holds it from its first instruction.
+    Its cgroup (if any) holds it from its first instruction; its uid (the fallback) is
+    its own until ``stop``. Raises SandboxUnavailable when no child can be started.
     """
-    uid, gid = found.uid, found.gid
+    try:
+        lease = found.uids.take() if found.uids is not None else None
+    except uids.NoFreeUid as exc:
+        raise SandboxUnavailable(str(exc)) from exc
+    uid, gid = (lease.uid, lease.uid) if lease is not None else (found.uid, found.gid)
     group: StepGroup | None = None
     workdir: Path | None = None
     try:
@@ -262,7 +304,7 @@ def spawn(found: Isolation) -> Child:
             argv = bwrap_argv(found) + [sys.executable, "-I", "/sandbox/child.py", "/sandbox/outputs.py"]
             if group is not None:
                 argv = group.launcher(argv)  # bwrap forks at once: join before it starts
-            return Child(_popen(argv, cwd="/", env=CHILD_ENV), None, group, uid, gid)
+            return Child(_popen(argv, cwd="/", env=CHILD_ENV), None, group, lease, uid, gid)
         workdir = Path(tempfile.mkdtemp(prefix="credtool-step-"))
         if uid is not None:
             os.chown(workdir, uid, gid if gid is not None else uid)
@@ -270,9 +312,9 @@ def spawn(found: Isolation) -> Child:
         # Popen changes user in C between fork and exec: safe in a threaded worker.
         user = {"user": uid, "group": gid, "extra_groups": []} if uid is not None else {}
         child = Child(_popen([sys.executable, "-I", str(CHILD), str(OUTPUTS)], cwd=str(workdir), env=env, **user),
-                      workdir, group, uid, gid)
+                      workdir, group, lease, uid, gid)
     except BaseException:
-        _release(group, workdir)
+        _release(group, lease, workdir)
         raise
     if group is not None:
         try:
@@ -292,8 +334,8 @@ def _popen(argv: list[str], *, cwd: str, env: dict[str, str], **kwargs) -> subpr
 
 
 def stop(child: Child) -> None:
-    """Kill the child and everything it started, reap it, remove its cgroup and work directory.
-    Never raises for what it could not clean (it logs it)."""
+    """Kill the child and everything it started, reap it, remove its cgroup and work directory,
+    give back its uid. Never raises for what it could not clean (it logs it)."""
     try:
         # The process group: the child itself, or bwrap (whose death tears down the
         # whole PID namespace, --new-session processes included).
@@ -310,10 +352,10 @@ def stop(child: Child) -> None:
             stream.close()
         except OSError:
             pass
-    _release(child.cgroup, child.workdir)
+    _release(child.cgroup, child.lease, child.workdir)
 
 
-def _release(group: StepGroup | None, workdir: Path | None) -> None:
+def _release(group: StepGroup | None, lease: Lease | None, workdir: Path | None) -> None:
     """Give back what a child held. The step is over either way: a failure is logged, not raised."""
     if group is not None:
         try:
@@ -322,5 +364,10 @@ def _release(group: StepGroup | None, workdir: Path | None) -> None:
             group.discard()
         except Exception:
             log.exception("workflow sandbox: could not remove a step's cgroup")
+    if lease is not None:
+        try:
+            lease.release()
+        except Exception:
+            log.exception("workflow sandbox: could not give back a step's uid")
     if workdir is not None:
         shutil.rmtree(workdir, ignore_errors=True)

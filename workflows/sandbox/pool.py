@@ -17,7 +17,7 @@ import time
 from typing import Any, Mapping
 
 from . import cgroups, launch
-from .exchange import StepLimits, StepResult, request_bytes, run_in
+from .exchange import StepError, StepLimits, StepResult, request_bytes, run_in
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,10 @@ class SandboxPool:
         """Run ``code`` as the body of a function in a child nobody else has had."""
         limits = limits or StepLimits()
         found = self.isolation
-        child = self.acquire()
+        try:
+            child = self.acquire()
+        except launch.SandboxUnavailable as exc:
+            return StepResult(False, error=StepError("SandboxError", str(exc)))
         try:
             request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found, child)
             return run_in(child, request, limits)
@@ -113,6 +116,11 @@ class SandboxPool:
                     return
             try:
                 child = launch.spawn(found)
+            except launch.SandboxUnavailable as exc:
+                log.warning("could not start a sandbox process: %s", exc)
+                with self._lock:
+                    self._wanted.wait(timeout=5)
+                continue
             except Exception:
                 log.exception("could not start a sandbox process")
                 with self._lock:
