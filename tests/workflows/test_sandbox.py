@@ -801,10 +801,63 @@ def test_name_resolution_and_tls_certificates_work(pool):
     assert run(pool, code).output == [True, True, True]
 
 
+# --- The network --------------------------------------------------------------------
+
+@pytest.fixture
+def local_port() -> Iterator[int]:
+    """A TCP port listening on 127.0.0.1, in the worker's network namespace."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+TRY_THE_NETWORK = """import socket
+def attempt(action):
+    try:
+        action()
+        return 'ok'
+    except OSError as exc:
+        return type(exc).__name__
+tried = {'local': attempt(lambda: socket.create_connection(('127.0.0.1', params.port), timeout=3).close()),
+         'interfaces': sorted(name for _, name in socket.if_nameindex())}
+if params.everything:
+    tried['resolve'] = attempt(lambda: socket.getaddrinfo('secretsmanager.us-east-1.amazonaws.com', 443))
+    tried['outside'] = attempt(lambda: socket.create_connection(('1.1.1.1', 443), timeout=3).close())
+return tried
+"""
+
+
+def test_by_default_a_step_can_reach_a_port_on_the_worker_host(pool, local_port):
+    result = run(pool, TRY_THE_NETWORK, params={"port": local_port, "everything": False})
+    assert result.ok, result.error
+    assert result.output["local"] == "ok"
+
+
+def test_with_network_none_a_step_reaches_nothing_but_its_own_loopback(monkeypatch, local_port):
+    monkeypatch.setenv("CREDTOOL_SANDBOX_NETWORK", "none")
+    found = launch.detect()
+    assert launch.isolation_status(found).endswith("; with no network but their own loopback")
+    result = SandboxPool(size=0, isolation=found).run_step(
+        TRY_THE_NETWORK, step_name="net", params={"port": local_port, "everything": True},
+        limits=StepLimits(timeout_s=20))
+    assert result.ok, result.error
+    assert result.output == {"local": "ConnectionRefusedError", "interfaces": ["lo"],
+                             "resolve": "gaierror", "outside": "OSError"}, result.output
+
+
+def test_network_none_without_bubblewrap_refuses_steps():
+    fallback = launch.plain_process("bubblewrap is switched off for this test", network="none")
+    result = SandboxPool(size=0, isolation=fallback).run_step("return 1", step_name="net",
+                                                              limits=StepLimits(timeout_s=10))
+    assert (result.ok, result.error.type) == (False, "SandboxError")
+    assert "CREDTOOL_SANDBOX_NETWORK=none needs bubblewrap" in result.error.message
+
+
 # --- Settings -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name, value", [
-    ("CREDTOOL_SANDBOX_CGROUPS", "yes"),
+    ("CREDTOOL_SANDBOX_NETWORK", "off"), ("CREDTOOL_SANDBOX_CGROUPS", "yes"),
     ("CREDTOOL_SANDBOX_UIDS", "3100000"), ("CREDTOOL_SANDBOX_UIDS", "0-63"),
     ("CREDTOOL_SANDBOX_UIDS", "3100063-3100000"), ("CREDTOOL_SANDBOX_UIDS", "900-1100"),  # 999: credtool-sandbox
 ])

@@ -29,6 +29,8 @@ one step's processes. A non-root worker has neither: memory is limited per proce
 (RLIMIT_AS), and its steps share its user's process count.
 
 Settings, from the environment, read at first use (a bad value raises ValueError):
+- CREDTOOL_SANDBOX_NETWORK: ``on`` (default; steps must reach AWS) or ``none``
+  (bubblewrap's --unshare-net: a step has its own loopback and nothing else);
 - CREDTOOL_SANDBOX_CGROUPS: ``auto`` (default: a cgroup per step where possible) or ``off``;
 - CREDTOOL_SANDBOX_UIDS: the fallback's uids, default ``3100000-3100063``.
 """
@@ -57,6 +59,7 @@ CHILD = HERE / "child.py"
 OUTPUTS = HERE.parent / "outputs.py"
 SANDBOX_USER = "credtool-sandbox"  # created by `make system-packages`
 NOBODY = 65534
+NETWORK_SETTING = "CREDTOOL_SANDBOX_NETWORK"
 CGROUPS_SETTING = "CREDTOOL_SANDBOX_CGROUPS"
 # Not /tmp: the project (and the virtualenv bound into the sandbox) may itself live
 # under /tmp, as in a CI clone, and the working directory must be empty.
@@ -85,6 +88,7 @@ class Isolation:
     uid: int | None  # the user steps run as; None: the worker's own
     gid: int | None
     warning: str = ""
+    network: str = "on"  # CREDTOOL_SANDBOX_NETWORK: "on" or "none"
     cgroups: Cgroups | None = None  # a cgroup per step, when the machine offers one
     uids: UidPool | None = None  # else a uid per running step, instead of ``uid``
     no_cgroups: str = ""  # why steps get no cgroup each
@@ -138,7 +142,8 @@ def isolation_status(found: Isolation | None = None) -> str:
         head = "workflow steps run in bubblewrap, as the worker's user mapped into a user namespace"
     else:
         head = f"workflow steps run in bubblewrap as {_user_name(found.uid)} (uid {found.uid})"
-    return f"{head}, {_resources(found)}"
+    network = "; with no network but their own loopback" if found.network == "none" else ""
+    return f"{head}, {_resources(found)}{network}"
 
 
 def _resources(found: Isolation) -> str:
@@ -185,18 +190,19 @@ def detect() -> Isolation:
 
     Also makes the step cgroups' parents and removes step cgroups left by dead workers.
     """
+    network = setting(NETWORK_SETTING, "on", ("on", "none"))
     use_cgroups = setting(CGROUPS_SETTING, "auto", ("auto", "off"))
     uid_range = uids.from_environ(os.environ)
     groups, no_cgroups = cgroups.detect(use_cgroups)
     # Only root can hand out uids; with cgroups, pids.max already keeps steps apart.
     per_step = uids.pool(uid_range) if groups is None and os.geteuid() == 0 else None
-    return replace(_launcher(per_step), cgroups=groups, no_cgroups=no_cgroups)
+    return replace(_launcher(network, per_step), cgroups=groups, no_cgroups=no_cgroups)
 
 
-def _launcher(per_step: UidPool | None) -> Isolation:
+def _launcher(network: str, per_step: UidPool | None) -> Isolation:
     uid, gid = sandbox_ids()
     if shutil.which("bwrap"):
-        probe = Isolation("bubblewrap", uid, gid, uids=per_step)
+        probe = Isolation("bubblewrap", uid, gid, network=network, uids=per_step)
         try:
             done = subprocess.run(bwrap_argv(probe) + [sys.executable, "-I", "-c", "print(6 * 7)"],
                                   capture_output=True, env=CHILD_ENV, timeout=30)
@@ -205,12 +211,19 @@ def _launcher(per_step: UidPool | None) -> Isolation:
             reason = done.stderr.decode(errors="replace").strip()[-300:] or f"exit code {done.returncode}"
         except (OSError, subprocess.TimeoutExpired) as exc:
             reason = str(exc)
-        return plain_process(f"bubblewrap failed to start ({reason})", uids=per_step)
-    return plain_process("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package", uids=per_step)
+        return plain_process(f"bubblewrap failed to start ({reason})", network=network, uids=per_step)
+    return plain_process("bubblewrap (bwrap) is not installed; install Debian's bubblewrap package",
+                         network=network, uids=per_step)
 
 
-def plain_process(why: str, *, uids: UidPool | None = None) -> Isolation:
-    """The fallback: a plain process with a cleared environment and limits, and a warning saying why."""
+def plain_process(why: str, *, network: str = "on", uids: UidPool | None = None) -> Isolation:
+    """The fallback: a plain process with a cleared environment and limits, and a warning saying why.
+
+    With ``network="none"`` steps are refused: only bubblewrap can take the network away.
+    """
+    if network == "none":
+        return Isolation("process", None, None, f"{why}. {NETWORK_SETTING}=none needs bubblewrap, "
+                         "so workflow steps are refused", network=network)
     uid, gid = sandbox_ids()
     if uid is not None and not _reachable_by_others(_prefixes()):
         # The unprivileged user could not even start Python (e.g. pyenv under a 0700 /root).
@@ -247,6 +260,8 @@ def bwrap_argv(found: Isolation) -> list[str]:
     """bwrap and its options, up to (not including) the command."""
     argv = ["bwrap", "--die-with-parent", "--new-session",
             "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    if found.network == "none":
+        argv.append("--unshare-net")  # a network namespace of its own: loopback, nothing else
     if os.geteuid() == 0:
         # Enough to drop to the sandbox user later, nothing more.
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -291,6 +306,8 @@ def spawn(found: Isolation) -> Child:
     Its cgroup (if any) holds it from its first instruction; its uid (the fallback) is
     its own until ``stop``. Raises SandboxUnavailable when no child can be started.
     """
+    if found.mode == "process" and found.network == "none":
+        raise SandboxUnavailable(found.warning)
     try:
         lease = found.uids.take() if found.uids is not None else None
     except uids.NoFreeUid as exc:
