@@ -105,6 +105,8 @@ class Child:
     lease: Lease | None = None
     uid: int | None = None  # who the step becomes at its request (bubblewrap; a plain child already is)
     gid: int | None = None
+    # bubblewrap's PID namespace: when it ends, the kernel has killed every process in it.
+    namespaced: bool = False
 
     @property
     def pid(self) -> int:
@@ -321,7 +323,7 @@ def spawn(found: Isolation) -> Child:
             argv = bwrap_argv(found) + [sys.executable, "-I", "/sandbox/child.py", "/sandbox/outputs.py"]
             if group is not None:
                 argv = group.launcher(argv)  # bwrap forks at once: join before it starts
-            return Child(_popen(argv, cwd="/", env=CHILD_ENV), None, group, lease, uid, gid)
+            return Child(_popen(argv, cwd="/", env=CHILD_ENV), None, group, lease, uid, gid, namespaced=True)
         workdir = Path(tempfile.mkdtemp(prefix="credtool-step-"))
         if uid is not None:
             os.chown(workdir, uid, gid if gid is not None else uid)
@@ -331,7 +333,7 @@ def spawn(found: Isolation) -> Child:
         child = Child(_popen([sys.executable, "-I", str(CHILD), str(OUTPUTS)], cwd=str(workdir), env=env, **user),
                       workdir, group, lease, uid, gid)
     except BaseException:
-        _release(group, lease, workdir)
+        _release(group, lease, workdir, namespaced=False)
         raise
     if group is not None:
         try:
@@ -369,10 +371,10 @@ def stop(child: Child) -> None:
             stream.close()
         except OSError:
             pass
-    _release(child.cgroup, child.lease, child.workdir)
+    _release(child.cgroup, child.lease, child.workdir, namespaced=child.namespaced)
 
 
-def _release(group: StepGroup | None, lease: Lease | None, workdir: Path | None) -> None:
+def _release(group: StepGroup | None, lease: Lease | None, workdir: Path | None, *, namespaced: bool) -> None:
     """Give back what a child held. The step is over either way: a failure is logged, not raised."""
     if group is not None:
         try:
@@ -383,7 +385,9 @@ def _release(group: StepGroup | None, lease: Lease | None, workdir: Path | None)
             log.exception("workflow sandbox: could not remove a step's cgroup")
     if lease is not None:
         try:
-            lease.release()
+            # Outside a PID namespace, a process the step moved to a session of its own
+            # escaped the process group: only a kill by uid finds it.
+            lease.release(kill=not namespaced)
         except Exception:
             log.exception("workflow sandbox: could not give back a step's uid")
     if workdir is not None:
