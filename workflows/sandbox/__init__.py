@@ -10,9 +10,15 @@ The code is a function body (a top-level ``return`` gives the output) and sees
 name (``first.output``). Its output comes back as JSON (see workflows.outputs).
 
 - launch.py: how a child is started (bubblewrap, or a plain process with a warning);
+- cgroups.py: a cgroup per step (memory for all its processes, pids.max, a lower CPU weight);
+- uids.py: where there is no such cgroup, a uid of its own per running step;
 - child.py: the entry point inside the sandbox;
 - exchange.py: one request and one result with one child, under the wall clock;
 - pool.py: children started ahead of time, each used once.
+
+Settings (environment, read at first use; a bad value raises ValueError):
+CREDTOOL_SANDBOX_POOL (4), CREDTOOL_SANDBOX_NETWORK (on | none),
+CREDTOOL_SANDBOX_CGROUPS (auto | off), CREDTOOL_SANDBOX_UIDS (3100000-3100063).
 """
 from __future__ import annotations
 

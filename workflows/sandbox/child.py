@@ -8,7 +8,8 @@ the step cannot ``import`` our files by accident).
 Protocol, on the pipes the parent holds:
 1. preload the heavy modules (boto3), then write ``R`` on stdout: ready;
 2. read ONE JSON request from stdin until EOF: code, step_name, steps, params,
-   env, limits, uid/gid. Nothing secret is in this process before this point;
+   env, limits, uid/gid. Nothing secret is in this process before this point
+   (limits.processes is null when the step's cgroup bounds its processes);
 3. set the limits (hard = soft, so the step cannot raise them), become the
    unprivileged user, point fds 0-2 at /dev/null and ``sys.stdout``/``stderr``
    at capped buffers, run the code as the body of a function;
@@ -205,9 +206,17 @@ def set_limits(limits: dict) -> None:
     # SIGXCPU at the soft limit ends the step (reported as a timeout); the
     # hard limit, a second later, is SIGKILL for a step that ignores SIGXCPU.
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    processes = limits["processes"]
+    if processes is None:
+        # The step's cgroup (pids.max) bounds its processes. RLIMIT_NPROC counts every
+        # step of this uid together, so it stays at the worker's hard limit (going above
+        # would need CAP_SYS_RESOURCE), far above what one step's pids.max allows.
+        processes = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    # RLIMIT_AS stays per process even with a cgroup: one huge allocation fails at once
+    # with Python's MemoryError instead of waking the OOM killer.
     for kind, value in ((resource.RLIMIT_AS, limits["memory_mb"] * MB),
                         (resource.RLIMIT_FSIZE, limits["file_size_mb"] * MB),
-                        (resource.RLIMIT_NPROC, limits["processes"]),
+                        (resource.RLIMIT_NPROC, processes),
                         (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(kind, (value, value))
 

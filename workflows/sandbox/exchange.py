@@ -4,9 +4,13 @@ Protocol (see child.py): the child writes one byte ``R`` on stdout when its
 imports are done, reads one JSON request from stdin until EOF, and writes one
 JSON result on the same stdout pipe, which user code cannot reach through
 ``print`` or fd 1 (both are redirected before it runs).
+
+The step's cgroup (if any) gets the step's limits before the request is sent, and
+its OOM-kill counter is watched while the step runs and read again at the end.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import selectors
@@ -14,22 +18,30 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from .cgroups import StepGroup
 from .launch import Child, Isolation
 
 # A cold child imports boto3 before it is ready; that is not the step's time.
 STARTUP_ALLOWANCE_S = 20.0
 MB = 1024 * 1024
+# How often a running step's OOM-kill counter is read (one small file, ~0.1 ms): an OOM
+# kill stops the step within this, instead of letting its survivors run to the timeout.
+OOM_CHECK_S = 0.2
 
 
 @dataclass
 class StepLimits:
     timeout_s: float = 30
-    memory_mb: int = 512  # address space (RLIMIT_AS)
+    # All the step's processes together (its cgroup), on top of what its pre-started
+    # interpreter holds; and each process's address space (RLIMIT_AS).
+    memory_mb: int = 512
     cpu_s: int | None = None  # CPU seconds for the step itself; defaults to the timeout
     file_size_mb: int = 16  # largest file a step may write (its tmpfs holds 64 MB in all)
-    processes: int = 64  # processes and threads of the sandbox user (RLIMIT_NPROC)
+    # Processes and threads of the step, its own included: its cgroup's pids.max, or
+    # (without one) RLIMIT_NPROC of its uid.
+    processes: int = 64
     output_bytes: int = 1_048_576  # the return value, as JSON
     stream_bytes: int = 65_536  # stdout and stderr, each
 
@@ -57,15 +69,20 @@ class StepResult:
 
 
 def request_bytes(code: str, step_name: str, steps: Mapping[str, Any], params: Mapping[str, Any],
-                  env: Mapping[str, str], limits: StepLimits, found: Isolation) -> bytes:
-    processes = limits.processes
-    if found.uid is None and os.geteuid() != 0:
+                  env: Mapping[str, str], limits: StepLimits, found: Isolation, child: Child) -> bytes:
+    """The request for ``child``: the step, and the limits and user its process sets for itself."""
+    processes: int | None = limits.processes
+    if child.cgroup is not None:
+        # pids.max bounds the step. Its uid is shared with every other step, and RLIMIT_NPROC
+        # counts a whole uid, so a per-uid limit would let one step's forks starve the rest.
+        processes = None
+    elif found.uid is None and os.geteuid() != 0:
         # Steps share this user's process count: leave room for what it runs already.
         processes += _processes_of(os.getuid())
     return json.dumps({
         "code": code, "step_name": step_name, "steps": dict(steps), "params": dict(params), "env": dict(env),
-        "uid": found.uid if found.mode == "bubblewrap" else None,
-        "gid": found.gid if found.mode == "bubblewrap" else None,
+        "uid": child.uid if found.mode == "bubblewrap" else None,
+        "gid": child.gid if found.mode == "bubblewrap" else None,
         "limits": {"cpu_s": max(1, int(limits.cpu_s or limits.timeout_s)), "memory_mb": limits.memory_mb,
                    "file_size_mb": limits.file_size_mb, "processes": processes,
                    "output_bytes": limits.output_bytes, "stream_bytes": limits.stream_bytes},
@@ -89,6 +106,13 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
     ready = _wait_ready(child)
     if ready is not True:
         return StepResult(False, pid=pid, error=ready)
+    over_memory: Callable[[], bool] | None = None
+    if child.cgroup is not None:
+        try:
+            child.cgroup.allow(limits.memory_mb, limits.processes)
+        except OSError as exc:  # never send a step to a child without its limits
+            return StepResult(False, pid=pid, error=StepError("SandboxError", f"could not confine the step: {exc}"))
+        over_memory = functools.partial(_oom_killed, child.cgroup)
     started = time.monotonic()
     deadline = started + limits.timeout_s
     try:
@@ -99,8 +123,12 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
         pass
     # Escaped JSON can be six bytes a character; anything beyond this is not a result.
     cap = limits.output_bytes * 6 + limits.stream_bytes * 12 + 65536
-    out, err, problem = _collect(child, deadline, cap)
+    out, err, problem = _collect(child, deadline, cap, over_memory)
     wall_ms = (time.monotonic() - started) * 1000
+    if over_memory is not None and (problem == "memory" or over_memory()):
+        # Whatever the main process did (it may have survived and returned): one of the
+        # step's processes was killed for its memory, so the step as a whole failed.
+        return _over_memory(limits, wall_ms, pid, out)
     if problem == "timeout":
         return _timed_out(limits, wall_ms, pid)
     if problem == "too-big":
@@ -125,6 +153,25 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
     )
 
 
+def _oom_killed(group: StepGroup) -> bool:
+    """Has the kernel killed any process of the step for want of memory? The cgroup is the
+    step's alone, and a child hit while starting never said it was ready: any kill is the step's."""
+    try:
+        return group.oom_kills() > 0
+    except OSError:  # cannot tell; the step's own result stands
+        return False
+
+
+def _over_memory(limits: StepLimits, wall_ms: float, pid: int, out: bytes) -> StepResult:
+    try:
+        data = json.loads(out)
+    except ValueError:
+        data = {}
+    return StepResult(False, stdout=data.get("stdout", ""), stderr=data.get("stderr", ""), duration_ms=wall_ms,
+                      pid=pid, error=StepError(
+                          "MemoryError", f"the step exceeded its memory limit ({limits.memory_mb} MB) and was stopped"))
+
+
 def _timed_out(limits: StepLimits, wall_ms: float, pid: int) -> StepResult:
     return StepResult(False, duration_ms=wall_ms, timed_out=True, pid=pid, error=StepError(
         "Timeout", f"the step timed out after {limits.timeout_s:g} s and was stopped"))
@@ -147,8 +194,10 @@ def _wait_ready(child: Child) -> StepError | bool:
                      + _tail(child.process.stderr.read() or b"", f"exit code {child.process.returncode}"))
 
 
-def _collect(child: Child, deadline: float, cap: int) -> tuple[bytes, bytes, str]:
-    """Read stdout and stderr until the child exits, the deadline passes or too much arrives.
+def _collect(child: Child, deadline: float, cap: int,
+             over_memory: Callable[[], bool] | None = None) -> tuple[bytes, bytes, str]:
+    """Read stdout and stderr until the child exits, the deadline passes, too much arrives
+    or (``over_memory``) one of its processes is killed for want of memory.
 
     The child's exit (a pidfd) ends the wait, not EOF: a process the step left
     behind may hold the pipes open, and the caller kills it with the rest.
@@ -164,12 +213,19 @@ def _collect(child: Child, deadline: float, cap: int) -> tuple[bytes, bytes, str
         if exited is not None:
             selector.register(exited, selectors.EVENT_READ)
         open_streams = len(streams)
+        wake = 1.0 if over_memory is None else OOM_CHECK_S
+        next_check = time.monotonic() + OOM_CHECK_S
         while open_streams:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return b"", b"", "timeout"
+            if over_memory is not None and now >= next_check:
+                if over_memory():
+                    return b"", b"", "memory"
+                next_check = now + OOM_CHECK_S
             # Without a pidfd, poll the process now and then instead.
-            events = selector.select(timeout=min(remaining, 1.0 if exited is not None else 0.05))
+            events = selector.select(timeout=min(remaining, wake if exited is not None else 0.05))
             gone = exited is None and process.poll() is not None
             for key, _ in events:
                 if key.fd == exited:

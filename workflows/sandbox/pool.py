@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any, Mapping
 
-from . import launch
-from .exchange import StepLimits, StepResult, request_bytes, run_in
+from . import cgroups, launch
+from .exchange import StepError, StepLimits, StepResult, request_bytes, run_in
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +52,12 @@ class SandboxPool:
         """Run ``code`` as the body of a function in a child nobody else has had."""
         limits = limits or StepLimits()
         found = self.isolation
-        request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found)
-        child = self.acquire()
         try:
+            child = self.acquire()
+        except launch.SandboxUnavailable as exc:
+            return StepResult(False, error=StepError("SandboxError", str(exc)))
+        try:
+            request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found, child)
             return run_in(child, request, limits)
         finally:
             launch.stop(child)
@@ -113,6 +116,11 @@ class SandboxPool:
                     return
             try:
                 child = launch.spawn(found)
+            except launch.SandboxUnavailable as exc:
+                log.warning("could not start a sandbox process: %s", exc)
+                with self._lock:
+                    self._wanted.wait(timeout=5)
+                continue
             except Exception:
                 log.exception("could not start a sandbox process")
                 with self._lock:
@@ -136,6 +144,7 @@ class SandboxPool:
             launch.stop(child)
         if filler is not None:
             filler.join(timeout=10)
+        cgroups.drain()  # so a clean shutdown leaves no step cgroup behind
 
 
 def _is_ready(child: launch.Child) -> bool:
