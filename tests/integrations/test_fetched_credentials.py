@@ -179,15 +179,19 @@ def test_a_workers_pg_variables_and_password_files_never_fill_an_empty_binding(
     from credtool.celery import app
     from tests.conftest import AWS_ENV, start_worker, stop_worker
 
+    from django.conf import settings
+
     line = f"*:*:*:*:{target_db.password}\n"
     for name in ("pgpass", ".pgpass"):
         (tmp_path / name).write_text(line)
         (tmp_path / name).chmod(0o600)
-    worker = start_worker(tmp_path / "worker.log", {
-        "PGPASSWORD": target_db.password, "PGUSER": target_db.username, "PGPASSFILE": str(tmp_path / "pgpass"),
-        "HOME": str(tmp_path), "PGTARGETSESSIONATTRS": "standby", "PGSSLMODE": "require",
-        "PGOPTIONS": "-c default_transaction_read_only=on", "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_server,
-        **AWS_ENV}, concurrency=1, queues="pgenv")
+    env = {"PGPASSWORD": target_db.password, "PGUSER": target_db.username, "PGPASSFILE": str(tmp_path / "pgpass"),
+           "HOME": str(tmp_path), "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_server, **AWS_ENV}
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        # These would also reach the worker's connection to its own PostgreSQL (they are meant to:
+        # the operator's settings for it), so only where the app's database is not PostgreSQL.
+        env.update(PGTARGETSESSIONATTRS="standby", PGSSLMODE="require", PGOPTIONS="-c default_transaction_read_only=on")
+    worker = start_worker(tmp_path / "worker.log", env, concurrency=1, queues="pgenv")
     try:
         secretsmanager.put_secret_value(SecretId=secret_id,
                                         SecretString=json.dumps(secret_payload(target_db, password="")))
