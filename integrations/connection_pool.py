@@ -82,7 +82,9 @@ class ConnectionPool(Generic[C]):
             yield Lease(entry.connection, reused)
             healthy = True
         finally:
-            if healthy and self._is_reusable(entry.connection) and self._reset_quietly(entry.connection):
+            # A connection made for unsaved values (Test connection: no integration yet) is not kept.
+            if (key is not None and healthy and self._is_reusable(entry.connection)
+                    and self._reset_quietly(entry.connection)):
                 self._checkin(key, fingerprint, entry)
             else:
                 _close_quietly(entry.connection)

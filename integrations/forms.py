@@ -1,6 +1,7 @@
 """The integration form, built from the kind's declared fields."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
@@ -10,6 +11,7 @@ from workflows.bindings import BindingError, has_bindings, parse
 from workflows.models import Workflow
 
 from . import kinds, secrets_policy
+from .kinds import http_request
 from .kinds.base import FieldSpec, Kind
 from .models import Integration
 
@@ -70,6 +72,7 @@ class IntegrationForm(forms.Form):
         self.kind_impl = kind
         self.instance = instance
         self.fields["kind"].initial = kind.slug
+        self.fields["statement_timeout_s"].label = kind.timeout_label
         if instance is not None:
             # The kind of a saved integration is fixed: its stored values belong to it.
             self.fields["kind"].disabled = True
@@ -128,7 +131,7 @@ class IntegrationForm(forms.Form):
             if spec.name not in cleaned:
                 continue
             raw = cleaned[spec.name]
-            if fetching and isinstance(raw, str) and has_bindings(raw) and spec.type != "choice":
+            if fetching and isinstance(raw, str) and has_bindings(raw) and spec.type not in ("choice", "boolean"):
                 self._check_binding(spec, raw, workflow)
                 continue
             if spec.type == "integer" and raw not in (None, ""):
@@ -196,7 +199,12 @@ def _form_field(spec: FieldSpec, *, editing: bool) -> forms.Field:
         )
     if spec.type == "choice":
         return forms.ChoiceField(**common, choices=spec.choices, initial=spec.default)
+    if spec.type == "boolean":
+        return forms.BooleanField(**{**common, "required": False}, initial=spec.default)
     attrs = {"placeholder": spec.placeholder, "autocomplete": "off", "spellcheck": "false"}
+    if spec.type == "lines":
+        return forms.CharField(**common, initial=spec.default, max_length=10_000, strip=False,
+                               widget=forms.Textarea(attrs={**attrs, "rows": 3, "class": "code"}))
     if spec.type == "integer":
         # Text, not a number input: with fetched credentials it may hold a binding.
         attrs.update(inputmode="numeric", size="12")
@@ -204,6 +212,8 @@ def _form_field(spec: FieldSpec, *, editing: bool) -> forms.Field:
 
 
 class QueryForm(forms.Form):
+    """The "sql" editor: one Query box."""
+
     sql = forms.CharField(
         label="Query", max_length=MAX_SQL_CHARS, strip=False,
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "code"}),
@@ -219,3 +229,61 @@ class QueryForm(forms.Form):
         if not sql.strip():
             raise forms.ValidationError("Write a query to run.")
         return sql
+
+    def request_text(self) -> str:
+        return self.cleaned_data["sql"]
+
+    @classmethod
+    def initial_from(cls, text: str) -> dict[str, Any]:
+        return {"sql": text}
+
+
+class HttpRequestForm(forms.Form):
+    """The "http" editor: Method, Path and Body."""
+
+    method = forms.ChoiceField(label="Method", choices=[(m, m) for m in http_request.METHODS], initial="GET")
+    path = forms.CharField(
+        label="Path", required=False, max_length=8000, strip=True,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off", "class": "code",
+                                      "placeholder": "/users?limit=10"}),
+        help_text="Joined to the base URL; a query string is allowed.")
+    body = forms.CharField(
+        label="Body", required=False, max_length=MAX_SQL_CHARS, strip=False,
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false", "class": "code",
+                                     "placeholder": '{"name": "value"}'}),
+        help_text="JSON, sent with Content-Type: application/json. Leave empty for none.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, label_suffix="", **kwargs)
+
+    def clean_path(self) -> str:
+        path = self.cleaned_data["path"]
+        if any(c in path for c in "\r\n"):
+            raise forms.ValidationError("The path is one line.")
+        return path
+
+    def clean_body(self) -> str:
+        body = self.cleaned_data["body"]
+        if body.strip():
+            try:
+                json.loads(body)
+            except ValueError as exc:
+                raise forms.ValidationError(f"The body is not valid JSON: {exc}") from None
+        return body
+
+    def request_text(self) -> str:
+        data = self.cleaned_data
+        return http_request.HttpRequest(data["method"], data["path"], data["body"]).text()
+
+    @classmethod
+    def initial_from(cls, text: str) -> dict[str, Any]:
+        try:
+            request = http_request.parse(text)
+        except ValueError:
+            return {}
+        return {"method": request.method, "path": request.path, "body": request.body}
+
+
+def request_form_class(kind: Kind) -> type[QueryForm] | type[HttpRequestForm]:
+    """The request editor a kind asks for (``Kind.editor``)."""
+    return HttpRequestForm if kind.editor == "http" else QueryForm

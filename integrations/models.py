@@ -77,11 +77,11 @@ class Integration(models.Model):
         return bool(self.secrets().get(name))
 
     def summary(self) -> str:
-        """A one-line description for lists, e.g. ``app_user@db.internal:5432/app``."""
-        c = self.config
-        if {"host", "database"} <= c.keys():
-            return f"{c.get('username', '')}@{c['host']}:{c.get('port', '')}/{c['database']}"
-        return ""
+        """A one-line description for lists, as the kind writes it (e.g. ``app_user@db.internal:5432/app``)."""
+        try:
+            return self.kind_impl.summary(self.config)
+        except kinds.NotRegistered:
+            return ""
 
 
 

@@ -22,7 +22,7 @@ from workflows.models import Workflow, WorkflowRun
 
 from . import binding_preview, configuration, execution, kinds
 from .access import integrations_for, runs_for
-from .forms import IntegrationForm, QueryForm
+from .forms import IntegrationForm, request_form_class
 from .kinds.cells import cell_text
 from .models import ConnectionCheck, Integration, QueryRun
 
@@ -165,10 +165,11 @@ def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
 @_can("integrations.view_integration")
 def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(integrations_for(request.user), pk=pk)
-    return render(request, "integrations/integration_detail.html", _detail_context(request, integration, QueryForm()))
+    form = request_form_class(integration.kind_impl)()
+    return render(request, "integrations/integration_detail.html", _detail_context(request, integration, form))
 
 
-def _detail_context(request: HttpRequest, integration: Integration, form: QueryForm,
+def _detail_context(request: HttpRequest, integration: Integration, form: Any,
                     run: QueryRun | None = None) -> dict[str, Any]:
     recent = (runs_for(request.user).filter(integration=integration).select_related("user")
               .defer("results")[: settings.QUERY_RECENT_RUNS])
@@ -179,13 +180,13 @@ def _detail_context(request: HttpRequest, integration: Integration, form: QueryF
 @_can("integrations.run_query")
 def run_query(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(integrations_for(request.user), pk=pk)
-    form = QueryForm(request.POST)
+    form = request_form_class(integration.kind_impl)(request.POST)
     if not form.is_valid():
         if request.htmx:
             return render(request, "integrations/_query_form_errors.html", {"form": form})
         return render(request, "integrations/integration_detail.html", _detail_context(request, integration, form))
     with transaction.atomic():  # the run and its audit event: one write, one commit
-        run = execution.submit(integration, form.cleaned_data["sql"], request.user)
+        run = execution.submit(integration, form.request_text(), request.user)
         record_event(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
@@ -206,7 +207,8 @@ def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
         if run.is_final:
             response["HX-Trigger"] = "run-finished"  # the recent runs list refreshes itself
         return response
-    form = QueryForm(initial={"sql": run.sql})
+    form_class = request_form_class(run.integration.kind_impl)
+    form = form_class(initial=form_class.initial_from(run.sql))
     return render(request, "integrations/integration_detail.html",
                   _detail_context(request, run.integration, form, run))
 

@@ -1,19 +1,54 @@
-"""What every integration kind declares, and the typed errors it raises."""
+"""The kind contract: what every integration kind declares and does, and the typed errors it raises.
+
+A kind is one module under ``kinds/`` with one class registered with
+``@register``. It declares:
+
+- ``slug`` and ``label`` ("MySQL"), and ``fields``: its form fields
+  (``FieldSpec``: label, help, required, secret, default), which are also what
+  bindings may fill in and what a credentials workflow renders;
+- ``secret_destination_fields``: where, and as whom, its secrets are sent (a
+  blank secret keeps the stored one only while these stay the same);
+- ``editor``: the request editor its page needs, ``"sql"`` (a Query box) or
+  ``"http"`` (Method, Path, Body), with ``request_placeholder`` and
+  ``request_help``; ``timeout_label`` names the common timeout field;
+- ``summary(config)``: the one line lists show;
+- ``run_query(...)``: run one request (every statement of a SQL text, or one
+  HTTP request) and return one ``StatementResult`` each, rows converted by
+  ``cell`` (the shared rule in ``cells.py``; a kind adds only its own types);
+  it honours the run's ``CancelToken`` (cancelling on the server), its timeout
+  (``deadlines``), ``read_only`` (refused by the server, not by reading the
+  text) and resets whatever a request set before its connection is reused;
+- ``test_connection``: the base class runs ``noop_query`` through
+  ``run_query`` and says "Connected to <label> <first cell>"; a kind overrides
+  it only if that cannot work (an HTTP API answers any path).
+
+Everything else applies to every kind through this contract, never per kind:
+fetched credentials and their bindings, the credential cache and rotation retry
+(a ``StageError`` with ``auth_failure`` makes the worker refetch once),
+destination checks (a kind calls ``destinations.check`` for every address it
+connects to), session reset, audit, roles, and masking (``Credentials.hidden``).
+
+Adding a kind (the checklist MySQL and REST followed):
+1. ``kinds/<name>.py``: the class with the declarations above, ``@register``;
+   its driver in requirements.txt, with why in the commit.
+2. One import line in ``kinds/__init__.py``.
+3. Tests under ``tests/integrations/`` against a real server; the browser test
+   of its form; ``make bench`` cases ``<slug>_static`` and ``<slug>_raw``.
+Nothing else changes: forms, views, templates, the worker and the audit log
+read the declarations.
+"""
 from __future__ import annotations
 
 import hashlib
-import heapq
-import itertools
 import json
-import threading
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from runs.lifecycle import CancelToken
 
-__all__ = ["CancelToken", "Credentials", "Deadline", "FieldSpec", "Kind", "QueryCancelled", "StageError",
-           "StatementResult", "deadlines"]
+from .cells import Cell, cell_value
+
+__all__ = ["CancelToken", "Credentials", "FieldSpec", "Kind", "QueryCancelled", "StageError", "StatementResult"]
 
 Stage = Literal["workflow", "binding", "connection", "query"]
 
@@ -29,9 +64,9 @@ class StageError(Exception):
         super().__init__(message)
         self.stage = stage
         self.message = message
-        # The database rejected the credentials: a fetched secret may have rotated.
+        # The server rejected the credentials: a fetched secret may have rotated.
         self.auth_failure = auth_failure
-        # The statements that ran before the one that failed (shown above the error).
+        # What ran before the failure (earlier statements, or the refusing response), shown with it.
         self.results = results or []
 
     def __str__(self) -> str:
@@ -48,7 +83,8 @@ class FieldSpec:
 
     name: str
     label: str
-    type: Literal["text", "integer", "choice"] = "text"
+    # text: one line; lines: several ("Name: value" headers); integer; choice; boolean (a checkbox)
+    type: Literal["text", "lines", "integer", "choice", "boolean"] = "text"
     required: bool = True
     secret: bool = False
     default: Any = None
@@ -59,7 +95,8 @@ class FieldSpec:
 
 @dataclass
 class StatementResult:
-    """What one statement of a query gave: rows (capped) with their columns, or a status such as "UPDATE 3"."""
+    """What one statement (or one HTTP request) gave: rows (capped) with their columns, a status such
+    as "UPDATE 3" or "200 OK", and for HTTP the response itself (status, headers, body, time)."""
 
     statement: str
     columns: list[str]
@@ -68,67 +105,14 @@ class StatementResult:
     row_count: int
     truncated: bool = False
     status: str = ""
+    response: dict[str, Any] | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"statement": self.statement, "columns": self.columns, "rows": self.rows,
+        data = {"statement": self.statement, "columns": self.columns, "rows": self.rows,
                 "row_count": self.row_count, "truncated": self.truncated, "status": self.status}
-
-
-class Deadline:
-    """A callback due at a time; ``fired`` once it has run, ``cancel()`` before that stops it."""
-
-    def __init__(self, due: float, callback: Callable[[], None]) -> None:
-        self.due, self.callback = due, callback
-        self.fired = self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-    def __enter__(self) -> Deadline:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.cancel()
-
-
-class Deadlines:
-    """One thread for every timeout of this process: a query's costs a heap push, not a thread."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Deadline]] = []
-        self._order = itertools.count()
-        self._wakeup = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def schedule(self, seconds: float, callback: Callable[[], None]) -> Deadline:
-        deadline = Deadline(time.monotonic() + seconds, callback)
-        with self._wakeup:
-            heapq.heappush(self._heap, (deadline.due, next(self._order), deadline))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="deadlines", daemon=True)
-                self._thread.start()
-            elif self._heap[0][2] is deadline:
-                self._wakeup.notify()
-        return deadline
-
-    def _loop(self) -> None:
-        while True:
-            with self._wakeup:
-                while self._heap and self._heap[0][2].cancelled:
-                    heapq.heappop(self._heap)  # cancelled ones leave as they come up
-                wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                if wait is None or wait > 0:
-                    self._wakeup.wait(timeout=wait)
-                    continue
-                _, _, due = heapq.heappop(self._heap)
-            due.fired = True
-            try:
-                due.callback()
-            except Exception:  # a callback's failure must not stop every other timeout
-                pass
-
-
-deadlines = Deadlines()
+        if self.response is not None:
+            data["response"] = self.response
+        return data
 
 
 @dataclass(frozen=True)
@@ -154,16 +138,21 @@ class Credentials:
 
 
 class Kind:
-    """Base class of an integration kind; one module per kind under ``kinds/``."""
+    """Base class of an integration kind; one module per kind under ``kinds/`` (see the module's doc)."""
 
     slug: ClassVar[str]
     label: ClassVar[str]
     fields: ClassVar[tuple[FieldSpec, ...]]
+    # The cheapest real request: what Test connection runs. Its first cell, if any,
+    # follows "Connected to <label>" (e.g. the server's version and the user).
     noop_query: ClassVar[str] = "SELECT 1"
-    query_language: ClassVar[str] = "SQL"
     # The fields that say where, and as whom, the secrets are sent: a blank secret
     # keeps the stored one only while these are unchanged (see secrets_policy.py).
     secret_destination_fields: ClassVar[tuple[str, ...]] = ()
+    editor: ClassVar[Literal["sql", "http"]] = "sql"
+    request_placeholder: ClassVar[str] = "select 1"
+    request_help: ClassVar[str] = ""
+    timeout_label: ClassVar[str] = "Statement timeout (seconds)"
 
     @classmethod
     def secret_fields(cls) -> tuple[str, ...]:
@@ -180,6 +169,12 @@ class Kind:
                 return spec
         raise KeyError(name)
 
+    def summary(self, config: dict[str, Any]) -> str:
+        """One line for lists, e.g. ``app_user@db.internal:5432/app``."""
+        if {"host", "database"} <= config.keys():
+            return f"{config.get('username', '')}@{config['host']}:{config.get('port', '')}/{config['database']}"
+        return ""
+
     def destination_text(self, name: str, value: Any) -> str:
         """A destination field's value as compared by ``secrets_policy`` (host names are case-insensitive)."""
         text = "" if value is None else str(value).strip()
@@ -189,18 +184,26 @@ class Kind:
         """Kind-specific checks of literal values; returns {field: error message}."""
         return {}
 
+    def cell(self, value: Any) -> Cell:
+        """A driver's value as a cell; a kind with types of its own extends this."""
+        return cell_value(value)
+
     def test_connection(self, creds: Credentials, *, connect_timeout: int = 5) -> str:
-        """Connect and run ``noop_query``; return a message saying "Connected ..." or raise StageError."""
-        raise NotImplementedError
+        """Run ``noop_query`` on a fresh, read-only session; "Connected to ..." or StageError."""
+        results = self.run_query(creds, self.noop_query, max_rows=1, timeout_s=max(connect_timeout, 10),
+                                 cancel=CancelToken(), connect_timeout=connect_timeout, read_only=True)
+        first = results[0].rows[0][0] if results and results[0].rows and results[0].rows[0] else None
+        return f"Connected to {self.label}" + (f" {first}" if first not in (None, "", 1) else "")
 
     def run_query(
-        self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
+        self, creds: Credentials, request: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
         connect_timeout: int = 5, read_only: bool = False,
     ) -> list[StatementResult]:
-        """Run every statement of ``sql`` in order, one result each with at most ``max_rows`` rows;
-        raise StageError (with the earlier statements' results) or QueryCancelled.
+        """Run the request (every statement of a SQL text in order, or one HTTP request), one result
+        each with at most ``max_rows`` rows; raise StageError (with what ran before the failure) or
+        QueryCancelled.
 
-        The whole run ends within ``timeout_s``. ``read_only``: the database itself
-        must refuse writes (not a check of the SQL text). The connection the query
-        used must carry nothing the query set into the next query, whoever runs it."""
+        The whole run ends within ``timeout_s``. ``read_only``: the server itself must
+        refuse writes (not a check of the text). The connection the request used must
+        carry nothing the request set into the next one, whoever runs it."""
         raise NotImplementedError

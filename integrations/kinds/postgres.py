@@ -34,7 +34,6 @@ How a query runs (``Postgres.run_query``):
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -55,8 +54,9 @@ from psycopg.types.string import TextLoader
 from .. import destinations
 from ..connection_pool import ConnectionPool
 from .registry import register
-from .base import (CancelToken, Credentials, Deadline, FieldSpec, Kind, QueryCancelled, StageError, StatementResult,
-                   deadlines)
+from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .deadlines import Deadline, deadlines
+from .hosts import host_and_port_errors, port_number
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -132,7 +132,9 @@ def _libpq_defaults() -> dict[str, str]:
 class Postgres(Kind):
     slug = "postgres"
     label = "PostgreSQL"
-    noop_query = "SELECT 1"
+    noop_query = ("select split_part(current_setting('server_version'), ' ', 1) || ' as ' || current_user"
+                  " || ' on ' || current_database()")
+    request_placeholder = "select * from pg_stat_activity"
     secret_destination_fields = ("host", "port", "username")
     fields = (
         FieldSpec("host", "Host", placeholder="db.internal.example.com",
@@ -147,21 +149,7 @@ class Postgres(Kind):
     )
 
     def validate(self, values: dict[str, Any]) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        host = str(values.get("host", ""))
-        # A host starting with "/" is a Unix socket path to libpq, i.e. a file on the worker.
-        if host.startswith("/") or any(c in host for c in " =\\'\"\n"):
-            errors["host"] = "Enter a host name or IP address (no paths, spaces or quotes)."
-        else:
-            try:
-                ipaddress.ip_address(host)
-            except ValueError:
-                if not re.fullmatch(r"[A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:]+\]", host or "x"):
-                    errors["host"] = "Enter a host name or IP address."
-        port = values.get("port")
-        if isinstance(port, int) and not 1 <= port <= 65535:
-            errors["port"] = "Enter a port between 1 and 65535."
-        return errors
+        return host_and_port_errors(values)
 
     def connect(self, creds: Credentials, *, connect_timeout: int, timeout_s: int | None = None,
                 read_only: bool = False) -> psycopg.Connection:
@@ -170,9 +158,9 @@ class Postgres(Kind):
         if errors:
             raise StageError("connection", "; ".join(errors.values()))
         try:
-            port = int(values.get("port") or 5432)
-        except (TypeError, ValueError):
-            raise StageError("connection", f"port {values.get('port')!r} is not a number") from None
+            port = port_number(values.get("port"), 5432)
+        except ValueError as exc:
+            raise StageError("connection", str(exc)) from None
         for required in ("host", "database", "username"):
             if not values.get(required):
                 raise StageError("connection", f"{self.field(required).label} is empty")
@@ -202,18 +190,6 @@ class Postgres(Kind):
         except psycopg.OperationalError as exc:
             message = _connection_message(exc)
             raise StageError("connection", message, auth_failure=bool(_AUTH_FAILURE.search(message))) from None
-
-    def test_connection(self, creds: Credentials, *, connect_timeout: int = 5) -> str:
-        conn = self.connect(creds, connect_timeout=connect_timeout)
-        try:
-            conn.execute(self.noop_query)
-            version = conn.info.server_version
-            return (f"Connected to PostgreSQL {version // 10000}.{version % 10000} "
-                    f"as {conn.info.user} on {conn.info.dbname}")
-        except psycopg.Error as exc:
-            raise StageError("connection", _error_text(exc)) from None
-        finally:
-            conn.close()
 
     def run_query(
         self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
