@@ -8,7 +8,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test demo bench worker web migrate system-packages browser-packages clean help
+.PHONY: run test demo bench worker web migrate system-packages browser-packages mysql-packages clean help
 
 help:
 	@echo "make run    - the app on http://$(HOST):$(PORT)/ and its Celery worker (embedded defaults)"
@@ -38,6 +38,12 @@ browser-packages:
 	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Without TEST_MYSQL_URL the suite starts a throwaway MariaDB from Debian's binaries.
+mysql-packages:
+	@[ -n "$$TEST_MYSQL_URL" ] || command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || \
+	  { echo "Installing Debian's mariadb-server for the MySQL tests"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; }
+
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
@@ -56,7 +62,7 @@ demo: $(VENV)/.dev system-packages
 bench: $(VENV)/.dev system-packages
 	$(PY) -m bench
 
-test: $(VENV)/.dev system-packages browser-packages
+test: $(VENV)/.dev system-packages browser-packages mysql-packages
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:

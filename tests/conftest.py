@@ -137,6 +137,89 @@ def integration(target_db, user):
     return integration
 
 
+# --- MySQL (MariaDB) ---------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def mysql_server_url() -> Iterator[str]:
+    """An administrator URL of the MySQL server integrations point at: TEST_MYSQL_URL (CI sets
+    this machine's MariaDB), else a throwaway MariaDB of the suite's own."""
+    url = os.environ.get("TEST_MYSQL_URL")
+    if url:
+        yield url
+        return
+    from devtools import localmysql
+
+    server = localmysql.start()
+    yield server.url
+    server.stop()
+
+
+@dataclass
+class MySQLTarget:
+    host: str
+    port: int
+    database: str
+    username: str
+    password: str
+    admin_url: str
+
+    def form_values(self, **overrides: object) -> dict[str, object]:
+        values = {"host": self.host, "port": self.port, "database": self.database, "username": self.username,
+                  "password": self.password, "ssl_mode": "preferred"}
+        values.update(overrides)
+        return values
+
+    def admin(self):
+        """An administrator connection (autocommit), in the target database."""
+        import pymysql
+        from urllib.parse import unquote, urlsplit
+
+        url = urlsplit(self.admin_url)
+        return pymysql.connect(host=url.hostname or "127.0.0.1", port=url.port or 3306,
+                               user=unquote(url.username or "root"), password=unquote(url.password or ""),
+                               database=self.database, autocommit=True)
+
+    def set_password(self, password: str) -> None:
+        with self.admin() as conn, conn.cursor() as cursor:
+            cursor.execute(f"ALTER USER '{self.username}'@'%%' IDENTIFIED BY %s", (password,))
+        self.password = password
+
+
+@pytest.fixture(scope="session")
+def mysql_target(mysql_server_url: str) -> MySQLTarget:
+    from urllib.parse import urlsplit
+
+    url = urlsplit(mysql_server_url)
+    target = MySQLTarget(host=url.hostname or "127.0.0.1", port=url.port or 3306, database="credtool_mysql_target",
+                         username="credtool_app", password="my-" + secrets.token_hex(8), admin_url=mysql_server_url)
+    bootstrap = MySQLTarget(**{**target.__dict__, "database": "mysql"})
+    with bootstrap.admin() as conn, conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {target.database}")
+        cursor.execute(f"CREATE DATABASE {target.database}")
+        cursor.execute(f"DROP USER IF EXISTS '{target.username}'@'%'")
+        cursor.execute(f"CREATE USER '{target.username}'@'%%' IDENTIFIED BY %s", (target.password,))
+        cursor.execute(f"GRANT ALL ON {target.database}.* TO '{target.username}'@'%'")
+    with target.admin() as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE TABLE orders (id int auto_increment primary key, item varchar(40) not null, "
+                       "qty int, price decimal(8, 2), ordered date, note text, raw varbinary(8))")
+        cursor.execute("INSERT INTO orders (item, qty, price, ordered, note, raw) VALUES "
+                       "('apple', 3, 1.50, '2024-01-02', NULL, 0x00ff), "
+                       "('pear', 5, 0.75, '2024-02-03', '<script>alert(1)</script>', NULL), "
+                       "('plum', 8, 2.10, '2024-03-04', 'tab\tand \"quotes\"', NULL)")
+    return target
+
+
+@pytest.fixture
+def mysql_integration(mysql_target, user):
+    from integrations.models import Integration
+
+    integration = Integration(name="Shop (MySQL)", kind="mysql", created_by=user, statement_timeout_s=30)
+    integration.config = {k: v for k, v in mysql_target.form_values().items() if k != "password"}
+    integration.set_secrets({"password": mysql_target.password})
+    integration.save()
+    return integration
+
+
 # --- The Celery worker -----------------------------------------------------------
 
 def _test_database_url() -> str:

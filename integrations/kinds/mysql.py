@@ -21,13 +21,13 @@ How a query runs (``MySQL.run_query``):
 - Timeouts: ``max_statement_time`` (MariaDB, every statement) or
   ``max_execution_time`` (MySQL, SELECTs), the socket's read timeout, and the
   worker's deadline, which kills the statement whatever the SQL set.
-- Read-only: the session's transactions are read-only (set at connect and
-  after every reset) and a read-only integration's statements run inside
-  ``START TRANSACTION READ ONLY``; statements that would end that transaction
-  or change the session's access mode are refused with a message. As on
-  PostgreSQL, the server refuses the writes; a stored procedure that commits
-  and changes its own session is the server's business (give read-only
-  integrations a database user without write grants as well).
+- Read-only: every transaction of the session is read-only (``tx_read_only``,
+  set at connect and after every reset), autocommitted statements included;
+  statements that would change the access mode (``SET SESSION TRANSACTION
+  READ WRITE``, ``START TRANSACTION READ WRITE``, any transaction control) are
+  refused with a message. As on PostgreSQL, the server refuses the writes; a
+  stored procedure that changes its own session is the server's business (give
+  read-only integrations a database user without write grants as well).
 - Session reset: COM_RESET_CONNECTION before a connection is reused (user
   variables, temporary tables, session settings, locks), then our settings again.
 - Cells are the server's own text (the text protocol's strings), integers as
@@ -182,13 +182,8 @@ class MySQL(Kind):
             number = 0
             try:
                 with watchdog:
-                    if read_only:
-                        conn.query("START TRANSACTION READ ONLY")
                     for number, statement in enumerate(statements, 1):
                         results.append(self._statement(conn, statement, self._budget(results, max_rows)))
-                    number = 0
-                    if read_only:
-                        conn.query("COMMIT")
                 return results
             except pymysql.err.MySQLError as exc:
                 code, _ = _error(exc)
@@ -197,11 +192,6 @@ class MySQL(Kind):
                 raise self._failure(exc, number, statements, results, cancel, watchdog, timeout_s) from None
             finally:
                 cancel.on_cancel(None)
-                if conn.open and read_only:
-                    try:
-                        conn.query("ROLLBACK")  # nothing to undo but the open transaction, if any
-                    except pymysql.err.MySQLError:
-                        conn.close()
 
     @staticmethod
     def _budget(results: list[StatementResult], max_rows: int) -> int:
@@ -292,8 +282,8 @@ def read_only_refusal(statement: str) -> str:
     code = sqlparse.format(statement, strip_comments=True)
     first = code.lstrip().split(None, 1)[0].upper() if code.strip() else ""
     if _TRANSACTION_CONTROL.match(code) and not code.upper().lstrip().startswith(("ROLLBACK TO", "SAVEPOINT")):
-        return ("transaction control (BEGIN, COMMIT, ROLLBACK, …) is refused on a read-only integration: "
-                "every query runs as one read-only transaction")
+        return ("transaction control (BEGIN, START TRANSACTION, COMMIT, …) is refused on a read-only "
+                "integration: its session's transactions are read-only")
     if first == "SET" and _ACCESS_MODE.search(code):
         return "changing the transaction access mode is refused on a read-only integration"
     return ""
