@@ -221,8 +221,11 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("CREDTOOL_LOG_LEVEL", "INFO")},
     "loggers": {
-        # Request logs never carry bodies, but psycopg's own debug logs can carry conninfo.
+        # Request logs never carry bodies, but psycopg's own debug logs can carry conninfo, and
+        # httpx's INFO lines carry URLs, whose query strings may hold an API key.
         "psycopg": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }
 
