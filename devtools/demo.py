@@ -1,10 +1,12 @@
 """``make demo``: the whole fetched-credentials flow on one machine, ready to click.
 
 Starts a local AWS Secrets Manager (moto's server mode), a throwaway PostgreSQL
-with a small ``orders`` table, the web server and a worker, and seeds exactly
-the flow of the docs: the secret ``postgresSecrets``, the workflow
-``getSecrets`` and a PostgreSQL integration whose fields are bindings.
-Its data lives in var/demo/ and goes when the demo stops.
+and a throwaway MariaDB, each with a small ``orders`` table, a local JSON API
+that wants a bearer token, the web server and a worker, and seeds the flow of
+the docs for each kind: a secret, a workflow that reads it (``getSecrets`` for
+PostgreSQL, as in the docs; ``getMysqlSecrets``; ``getApiToken``) and an
+integration whose fields are bindings. Its data lives in var/demo/ and goes
+when the demo stops.
 """
 from __future__ import annotations
 
@@ -62,6 +64,17 @@ BINDINGS = {
 }
 
 
+def secret_step(secret_name: str) -> str:
+    """The reference step, reading ``secret_name`` instead of postgresSecrets."""
+    return GET_SECRETS_CODE.replace('secret_name = "postgresSecrets"', f'secret_name = "{secret_name}"')
+
+
+MYSQL_BINDINGS = {**{k: v.replace("getSecrets", "getMysqlSecrets") for k, v in BINDINGS.items() if k != "sslmode"},
+                  "ssl_mode": "preferred"}
+API_CONFIG = {"auth": "bearer", "bearer_token": "{{getApiToken.response.token}}",
+              "headers": "Accept: application/json", "verify_tls": True}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -99,7 +112,26 @@ def seed_database(superuser_url: str, password: str) -> None:
         """)
 
 
-def seed_app(port: int) -> None:
+def seed_mysql(admin_url: str, password: str) -> None:
+    import pymysql
+    from urllib.parse import urlsplit
+
+    url = urlsplit(admin_url)
+    with pymysql.connect(host=url.hostname, port=url.port, user=url.username, password=url.password,
+                         autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.execute("CREATE DATABASE shop")
+        cursor.execute("USE shop")
+        cursor.execute("CREATE USER 'shop_app'@'%%' IDENTIFIED BY %s", (password,))
+        cursor.execute("GRANT ALL ON shop.* TO 'shop_app'@'%'")
+        cursor.execute("CREATE TABLE shop.orders (id int auto_increment primary key, customer varchar(60) not null, "
+                       "total decimal(10, 2) not null, status varchar(20) not null, ordered_at datetime not null)")
+        cursor.execute("INSERT INTO shop.orders (customer, total, status, ordered_at) "
+                       "SELECT elt(1 + seq % 5, 'Ada Lovelace', 'Grace Hopper', 'Alan Turing', 'Edsger Dijkstra', "
+                       "'Barbara Liskov'), round(rand() * 500, 2), elt(1 + seq % 4, 'paid', 'shipped', 'refunded', "
+                       "'pending'), now() - interval seq hour FROM seq_1_to_250")
+
+
+def seed_app(port: int, api_url: str) -> None:
     import django
 
     django.setup()
@@ -113,14 +145,19 @@ def seed_app(port: int) -> None:
     User = get_user_model()
     if not User.objects.filter(username=DEMO_USER).exists():
         User.objects.create_superuser(DEMO_USER, "", DEMO_PASSWORD)
-    workflow, _ = Workflow.objects.get_or_create(
-        name="getSecrets", defaults={"description": "Reads postgresSecrets from AWS Secrets Manager"})
-    workflow.steps.all().delete()
-    Step.objects.create(workflow=workflow, position=0, name="getSecret", code=GET_SECRETS_CODE, timeout_s=30)
-    Integration.objects.update_or_create(
-        name="Shop orders", defaults=dict(
-            kind="postgres", fetch_credentials=True, credentials_workflow=workflow, credentials_cache_s=300,
-            config=BINDINGS, secrets_encrypted=""))
+    for workflow_name, secret_name, integration_name, kind, config in (
+            ("getSecrets", "postgresSecrets", "Shop orders", "postgres", BINDINGS),
+            ("getMysqlSecrets", "mysqlSecrets", "Shop orders (MySQL)", "mysql", MYSQL_BINDINGS),
+            ("getApiToken", "ordersApiToken", "Orders API", "rest", {"base_url": api_url, **API_CONFIG})):
+        workflow, _ = Workflow.objects.get_or_create(
+            name=workflow_name, defaults={"description": f"Reads {secret_name} from AWS Secrets Manager"})
+        workflow.steps.all().delete()
+        Step.objects.create(workflow=workflow, position=0, name="getSecret", code=secret_step(secret_name),
+                            timeout_s=30)
+        Integration.objects.update_or_create(
+            name=integration_name, defaults=dict(
+                kind=kind, fetch_credentials=True, credentials_workflow=workflow, credentials_cache_s=300,
+                config=config, secrets_encrypted=""))
 
 
 def main() -> None:
@@ -129,13 +166,16 @@ def main() -> None:
     os.environ.update(CREDTOOL_VAR_DIR=str(DEMO_VAR), DJANGO_SETTINGS_MODULE="credtool.settings")
     os.environ.pop("DATABASE_URL", None)
     sys.path.insert(0, str(ROOT))
-    from devtools import localpg
+    from devtools import localapi, localmysql, localpg
 
     processes: list[subprocess.Popen] = []
     postgres = localpg.start()
+    mariadb = localmysql.start()
+    api = localapi.LocalApi(secret="demo-" + secrets.token_urlsafe(12))
     try:
         db_password = secrets.token_urlsafe(12)
         seed_database(postgres.url, db_password)
+        seed_mysql(mariadb.url, db_password)
 
         moto_port = free_port()
         moto_url = f"http://127.0.0.1:{moto_port}"
@@ -146,13 +186,14 @@ def main() -> None:
         import boto3
 
         aws = {"aws_access_key_id": "demo-access-key", "aws_secret_access_key": "demo-secret-key"}
-        boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_url, **aws).create_secret(
-            Name="postgresSecrets", SecretString=json.dumps({
-                "host": "127.0.0.1", "port": postgres.port, "dbname": "shop",
-                "username": "shop_app", "password": db_password}))
+        manager = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_url, **aws)
+        for name, port in (("postgresSecrets", postgres.port), ("mysqlSecrets", mariadb.port)):
+            manager.create_secret(Name=name, SecretString=json.dumps({
+                "host": "127.0.0.1", "port": port, "dbname": "shop", "username": "shop_app", "password": db_password}))
+        manager.create_secret(Name="ordersApiToken", SecretString=json.dumps({"token": api.secret}))
 
         web_port = int(os.environ.get("PORT", "8000"))
-        seed_app(web_port)
+        seed_app(web_port, api.url)
         worker_env = {**os.environ,
                       "CREDTOOL_APP_ENV_AWS_ENDPOINT_URL": moto_url,
                       "CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID": aws["aws_access_key_id"],
@@ -168,6 +209,8 @@ def main() -> None:
   - Workflows › getSecrets reads the secret postgresSecrets from AWS Secrets Manager (moto, {moto_url})
   - Integrations › Shop orders fetches its credentials with it: open it and click Run query
     (try: select status, count(*), sum(total) from orders group by status)
+  - Shop orders (MySQL) does the same on MariaDB with getMysqlSecrets; Orders API calls a local
+    JSON API ({api.url}) with a bearer token that getApiToken reads (try: GET /orders)
   Ctrl+C stops everything.
 """, flush=True)
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -183,6 +226,8 @@ def main() -> None:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+        api.stop()
+        mariadb.stop()
         postgres.stop()
 
 
