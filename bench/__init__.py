@@ -10,7 +10,7 @@ Knobs (environment):
   BENCH_SCALE=1          multiplies every iteration count (0.2 for a quick look)
   BENCH_THROUGHPUT_S=10  measured seconds of each throughput case (after a 3 s warm-up)
   BENCH_CLIENTS=16       concurrent clients in the throughput cases
-  BENCH_GROUPS=...       a subset of: queries, steps, pacing, large, queued
+  BENCH_GROUPS=...       a subset of: queries, kinds, steps, pacing, large, queued
   BENCH_APP_DB=sqlite    or ``postgres``: the app's own database on the PostgreSQL server
   BENCH_POLL_MS=2        how often finished runs are looked for (never part of a latency)
   BENCH_OUTPUT, BENCH_VAR_DIR, BENCH_DEBUG=false

@@ -131,6 +131,15 @@ def run(cfg: Config, services: Services) -> dict[str, Any]:
             None if made is None or made_before is None else made - made_before)
         print("bench: in-process queries done", flush=True)
 
+    if group("kinds"):
+        from .kinds import kinds_group
+
+        other = kinds_group(cfg, _execute_case)
+        for name in ("mysql_raw", "mysql_static", "rest_raw", "rest_static"):
+            results[name] = stats.summary(other.pop(name))
+        detail.setdefault("breakdown", {}).update({name: stats.summary(v) for name, v in other.items()})
+        print("bench: MySQL and REST done", flush=True)
+
     if group("steps"):
         slow = sandbox_group(cfg, app)
         for name in ("dynamic_cold", "python_step_trivial", "python_step_boto3"):
@@ -178,6 +187,12 @@ NOTES = {
     "breakdown.static_credentials_and_query": "with_credentials + Postgres.run_query, without the run row",
     "breakdown.psycopg_server_cursor": "the floor of a bounded read with raw psycopg: BEGIN, DECLARE, FETCH, COMMIT",
     "breakdown.session_reset": "DISCARD ALL on an open connection: what resetting a pooled session before reuse costs",
+    "mysql_raw": "PyMySQL, select 1 on one open autocommit connection to the same MariaDB",
+    "mysql_static": "integrations.execution.execute(run_id) on a MySQL integration, as static is for PostgreSQL",
+    "rest_raw": "httpx, GET /orders on one client with the bearer token, to the same local JSON API",
+    "rest_static": "integrations.execution.execute(run_id) on a REST API integration: GET /orders",
+    "breakdown.mysql_credentials_and_query": "with_credentials + MySQL.run_query, without the run row",
+    "breakdown.rest_credentials_and_request": "with_credentials + RestApi.run_query, without the run row",
 }
 
 
@@ -256,7 +271,7 @@ def _execute_case(integration_id: int, sql: str = SELECT_1, before: Callable[[],
         execution.execute(run.pk)
         elapsed = (time.perf_counter() - started) * 1000
         status, error, results = QueryRun.objects.filter(pk=run.pk).values_list("status", "error", "results").get()
-        if status != "succeeded" or (sql == SELECT_1 and results[0]["rows"] != [[1]]):
+        if status != "succeeded" or (sql.lower() == SELECT_1.lower() and results[0]["rows"] != [[1]]):
             raise RuntimeError(f"integration {integration_id}: run {run.pk} {status}: {error}")
         return elapsed
 
@@ -492,6 +507,11 @@ def _p50(results: dict, name: str) -> float | None:
     return value["p50_ms"] if isinstance(value, dict) and "p50_ms" in value else None
 
 
+def _gap(results: dict, case: str, floor: str) -> float | None:
+    a, b = _p50(results, case), _p50(results, floor)
+    return round(a - b, 3) if a is not None and b is not None else None
+
+
 def ratios(results: dict) -> dict[str, float | None]:
     return {
         "dynamic_warm_over_static": stats.ratio(_p50(results, "dynamic_warm"), _p50(results, "static")),
@@ -499,6 +519,8 @@ def ratios(results: dict) -> dict[str, float | None]:
         "end_to_end_over_celery_noop": stats.ratio(_p50(results, "end_to_end"), _p50(results, "celery_noop")),
         "throughput_over_celery_noop": stats.ratio(results.get("throughput_qps"), results.get("celery_noop_qps")),
         "dynamic_cold_over_dynamic_warm": stats.ratio(_p50(results, "dynamic_cold"), _p50(results, "dynamic_warm")),
+        "mysql_static_over_raw": stats.ratio(_p50(results, "mysql_static"), _p50(results, "mysql_raw")),
+        "rest_static_over_raw": stats.ratio(_p50(results, "rest_static"), _p50(results, "rest_raw")),
     }
 
 
@@ -510,6 +532,8 @@ def targets(results: dict) -> dict[str, dict]:
         "dynamic_warm_over_static <= 1.05": (r["dynamic_warm_over_static"], lambda v: v <= 1.05),
         "static p50 - raw_psycopg p50 <= 0.5 ms": (
             round(static - raw, 3) if static is not None and raw is not None else None, lambda v: v <= 0.5),
+        "mysql_static p50 - mysql_raw p50 <= 0.5 ms": (_gap(results, "mysql_static", "mysql_raw"), lambda v: v <= 0.5),
+        "rest_static p50 - rest_raw p50 <= 0.5 ms": (_gap(results, "rest_static", "rest_raw"), lambda v: v <= 0.5),
         "end_to_end_over_celery_noop <= 1.5": (r["end_to_end_over_celery_noop"], lambda v: v <= 1.5),
         "throughput_over_celery_noop >= 0.7": (r["throughput_over_celery_noop"], lambda v: v >= 0.7),
         "python_step_trivial p50 <= 25 ms": (_p50(results, "python_step_trivial"), lambda v: v <= 25),
