@@ -48,6 +48,10 @@ class BackgroundRun(models.Model):
     # (broker restart without persistence, broker down at submit) is sent again.
     sent_at = models.DateTimeField(null=True, blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # The profile it runs under: which configuration and credentials it uses, what a
+    # workflow step reads as ``profile``, and which workers' queue it goes to.
+    profile = models.ForeignKey("profiles.Profile", null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
 
     class Meta:
         abstract = True
