@@ -47,13 +47,11 @@ def kinds_group(cfg: Any, execute_case: Callable[..., Callable[[], float]]) -> d
             cursor.execute("GRANT ALL ON credtool_bench.* TO 'credtool_bench'@'%'")
         values = {"host": url.hostname, "port": url.port or 3306, "database": "credtool_bench",
                   "username": "credtool_bench", "ssl_mode": "preferred"}
-        mysql = Integration(name="bench mysql", kind="mysql", config=values)
-        mysql.set_secrets({"password": password})
-        mysql.save()
-        rest = Integration(name="bench rest", kind="rest", config={"base_url": api.url, "auth": "bearer",
-                                                                   "verify_tls": True})
-        rest.set_secrets({"bearer_token": api.secret})
-        rest.save()
+        mysql = Integration.objects.create_with_default(name="bench mysql", kind="mysql", config=values,
+                                                        secrets={"password": password})
+        rest = Integration.objects.create_with_default(
+            name="bench rest", kind="rest", config={"base_url": api.url, "auth": "bearer", "verify_tls": True},
+            secrets={"bearer_token": api.secret})
 
         raw_mysql = pymysql.connect(host=url.hostname, port=url.port or 3306, user="credtool_bench",
                                     password=password, database="credtool_bench", autocommit=True)

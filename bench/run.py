@@ -238,14 +238,15 @@ def seed_app(target: Target) -> App:
     workflow = Workflow.objects.create(name="getSecrets", description="postgresSecrets from Secrets Manager (moto)")
     Step.objects.create(workflow=workflow, position=0, name="getSecret", code=GET_SECRETS_CODE, timeout_s=30)
     values = target.values()
-    static = Integration(name="bench static", kind="postgres",
-                         config={k: v for k, v in values.items() if k != "password"})
-    static.set_secrets({"password": values["password"]})
-    static.save()
-    warm = Integration.objects.create(name="bench fetched", kind="postgres", fetch_credentials=True,
-                                      credentials_workflow=workflow, credentials_cache_s=300, config=BINDINGS)
-    cold = Integration.objects.create(name="bench fetched uncached", kind="postgres", fetch_credentials=True,
-                                      credentials_workflow=workflow, credentials_cache_s=0, config=BINDINGS)
+    static = Integration.objects.create_with_default(
+        name="bench static", kind="postgres", config={k: v for k, v in values.items() if k != "password"},
+        secrets={"password": values["password"]})
+    warm = Integration.objects.create_with_default(
+        name="bench fetched", kind="postgres", fetch_credentials=True, credentials_workflow=workflow,
+        credentials_cache_s=300, config=BINDINGS)
+    cold = Integration.objects.create_with_default(
+        name="bench fetched uncached", kind="postgres", fetch_credentials=True, credentials_workflow=workflow,
+        credentials_cache_s=0, config=BINDINGS)
     return App(password=password, static_id=static.pk, warm_id=warm.pk, cold_id=cold.pk,
                get_secrets_code=GET_SECRETS_CODE)
 
@@ -257,10 +258,16 @@ def _execute_case(integration_id: int, sql: str = SELECT_1, before: Callable[[],
     from django.db import connections
 
     from integrations import execution
-    from integrations.models import QueryRun
+    from integrations.models import Integration, QueryRun
+    from profiles.models import Profile
+
+    profile = Profile.objects.default()
+    configuration = Integration.objects.get(pk=integration_id).configuration_for(profile)
 
     def case() -> float:
-        run = QueryRun.objects.create(integration_id=integration_id, sql=sql)
+        # As execution.submit records it: the profile and the configuration that answers for it.
+        run = QueryRun.objects.create(integration_id=integration_id, configuration=configuration, profile=profile,
+                                      sql=sql)
         if before is not None:
             before()
         if not keep_app_connection:
@@ -319,10 +326,11 @@ def fast_group(cfg: Config, app: App, target: Target) -> dict[str, list[float]]:
         return (time.perf_counter() - started) * 1000
 
     def query_only_case() -> float:
-        integration = Integration.objects.select_related("credentials_workflow").get(pk=app.static_id)
+        integration = Integration.objects.get(pk=app.static_id)
+        configuration = integration.default_configuration
         kind = integration.kind_impl
         started = time.perf_counter()
-        with_credentials(integration, lambda creds: kind.run_query(
+        with_credentials(configuration, None, lambda creds: kind.run_query(
             creds, SELECT_1, max_rows=1000, timeout_s=30, cancel=CancelToken(), connect_timeout=5))
         return (time.perf_counter() - started) * 1000
 

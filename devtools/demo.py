@@ -154,10 +154,10 @@ def seed_app(port: int, api_url: str) -> None:
         workflow.steps.all().delete()
         Step.objects.create(workflow=workflow, position=0, name="getSecret", code=secret_step(secret_name),
                             timeout_s=30)
-        Integration.objects.update_or_create(
-            name=integration_name, defaults=dict(
-                kind=kind, fetch_credentials=True, credentials_workflow=workflow, credentials_cache_s=300,
-                config=config, secrets_encrypted=""))
+        Integration.objects.filter(name=integration_name).delete()
+        Integration.objects.create_with_default(
+            name=integration_name, kind=kind, fetch_credentials=True, credentials_workflow=workflow,
+            credentials_cache_s=300, config=config)
 
 
 def main() -> None:

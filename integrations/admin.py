@@ -6,9 +6,8 @@ from .models import Integration, QueryRun
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "updated_at")
-    # Secrets stay out of the admin: they are edited through the integration form only.
-    exclude = ("secrets_encrypted",)
-    readonly_fields = ("revision",)
+    # Configurations (and their secrets) stay out of the admin: they are edited through the
+    # integration's own forms only, which keep a stored secret where it was saved for.
 
 
 @admin.register(QueryRun)

@@ -1,4 +1,4 @@
-"""Saving an integration's configuration from its form, and saying what changed."""
+"""Saving an integration and its configurations from their forms, and saying what changed."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,14 +8,53 @@ from django.db import transaction
 
 from workflows.bindings import has_bindings
 
-from .forms import IntegrationForm
-from .models import Integration
+from .forms import ConfigurationForm, IntegrationForm
+from .models import Configuration, ConfigurationProfile, Integration, Share
 
 
 @transaction.atomic
 def save(form: IntegrationForm, user: AbstractBaseUser | None) -> tuple[Integration, list[str]]:
-    """Create or update the integration; returns it and the names of the fields whose stored
-    value changed (for the audit log: secrets are compared, never named with their values).
+    """Create or update the integration and its Default configuration; returns it and the names
+    of the fields whose stored value changed (for the audit log: secrets are compared, never
+    named with their values)."""
+    integration = form.instance or Integration(kind=form.kind_impl.slug, created_by=user)
+    before = _integration_snapshot(integration) if integration.pk else {}
+    integration.name = form.cleaned_data["name"]
+    integration.statement_timeout_s = form.cleaned_data["statement_timeout_s"]
+    integration.read_only = form.cleaned_data.get("read_only", False)
+    shares = form.shares()
+    after = _integration_snapshot(integration, shares=shares)
+    changed = _changed(before, after, created=integration.pk is None)
+    if changed:
+        integration.save()
+    if "shared_with" in changed:
+        for share in integration.shares.all():
+            if (share.user_id, share.profile_id) not in shares:
+                share.delete()
+        Share.objects.bulk_create([Share(integration=integration, user_id=u, profile_id=p) for u, p in shares],
+                                  ignore_conflicts=True)
+    default = form.configuration or Configuration(integration=integration, is_default=True)
+    return integration, sorted(changed + _save_configuration(form, default))
+
+
+@transaction.atomic
+def save_configuration(form: ConfigurationForm, integration: Integration) -> tuple[Configuration, list[str]]:
+    """Create or update a configuration other than the Default one, with the profiles it serves."""
+    configuration = form.configuration or Configuration(integration=integration)
+    before = sorted(configuration.profiles.values_list("pk", flat=True)) if configuration.pk else []
+    chosen = sorted(p.pk for p in form.cleaned_data["profiles"])
+    changed = _save_configuration(form, configuration)
+    if chosen != before:
+        ConfigurationProfile.objects.filter(configuration=configuration).exclude(profile__in=chosen).delete()
+        for profile_id in set(chosen) - set(before):
+            ConfigurationProfile.objects.create(integration=integration, configuration=configuration,
+                                                profile_id=profile_id)
+        changed = sorted({*changed, "profiles"})
+    return configuration, changed
+
+
+def _save_configuration(form: ConfigurationForm, configuration: Configuration) -> list[str]:
+    """Apply the form's kind fields and credentials settings; save only if something changed.
 
     A blank secret keeps the stored one (the form has checked that it still goes
     where it was stored for). With fetched credentials, a secret field holding a
@@ -23,56 +62,57 @@ def save(form: IntegrationForm, user: AbstractBaseUser | None) -> tuple[Integrat
     it resolves to is).
     """
     kind = form.kind_impl
-    integration = form.instance or Integration(kind=kind.slug, created_by=user)
-    before = _snapshot(integration) if integration.pk else {}
+    before = _configuration_snapshot(configuration) if configuration.pk else {}
     fetching = form.cleaned_data.get("fetch_credentials", False)
     values = form.values()
     secret_names = set(kind.secret_fields())
-    secrets = integration.secrets() if integration.pk else {}
+    secrets = configuration.secrets() if configuration.pk else {}
     config = {k: v for k, v in values.items() if k not in secret_names}
     for name in secret_names:
         if name not in values:  # left blank: keep what was stored, binding or secret
-            if name in integration.config:
-                config[name] = integration.config[name]
+            if name in configuration.config:
+                config[name] = configuration.config[name]
             continue
         if fetching and has_bindings(values[name]):
             config[name] = values[name]
             secrets.pop(name, None)
         else:
             secrets[name] = values[name]
-    integration.name = form.cleaned_data["name"]
-    integration.statement_timeout_s = form.cleaned_data["statement_timeout_s"]
-    integration.read_only = form.cleaned_data.get("read_only", False)
-    integration.fetch_credentials = fetching
-    integration.credentials_workflow = form.cleaned_data.get("credentials_workflow") if fetching else None
+    configuration.fetch_credentials = fetching
+    configuration.credentials_workflow = form.cleaned_data.get("credentials_workflow") if fetching else None
     cache_s = form.cleaned_data.get("credentials_cache_s")
-    integration.credentials_cache_s = 300 if cache_s is None else cache_s
-    integration.config = config
-    integration.set_secrets(secrets)
-    after = _snapshot(integration, shared_with=form.cleaned_data.get("shared_with"))
-    changed = sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
-    if integration.pk and not changed:
-        return integration, []  # nothing changed: no new revision, no refetch of credentials
-    if integration.pk:
-        integration.revision += 1
-    integration.save()
-    if "shared_with" in form.cleaned_data:
-        integration.shared_with.set(form.cleaned_data["shared_with"])
-    return integration, changed
+    configuration.credentials_cache_s = 300 if cache_s is None else cache_s
+    configuration.config = config
+    configuration.set_secrets(secrets)
+    changed = _changed(before, _configuration_snapshot(configuration), created=configuration.pk is None)
+    if configuration.pk and not changed:
+        return []  # nothing changed: no new revision, no refetch of credentials
+    if configuration.pk:
+        configuration.revision += 1
+    configuration.save()
+    return changed
 
 
-def _snapshot(integration: Integration, *, shared_with: Any = None) -> dict[str, Any]:
+def _changed(before: dict[str, Any], after: dict[str, Any], *, created: bool) -> list[str]:
+    if created:
+        return sorted(name for name, value in after.items() if value not in (None, "", [], False))
+    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
+
+
+def _integration_snapshot(integration: Integration, *, shares: set[tuple[int, int]] | None = None) -> dict[str, Any]:
+    if shares is None:
+        shares = set(integration.shares.values_list("user", "profile")) if integration.pk else set()
+    return {"name": integration.name, "statement_timeout_s": integration.statement_timeout_s,
+            "read_only": integration.read_only, "shared_with": sorted(shares)}
+
+
+def _configuration_snapshot(configuration: Configuration) -> dict[str, Any]:
     """Every stored value by field name; kind fields by their own names, secrets by their value."""
     values: dict[str, Any] = {
-        "name": integration.name,
-        "statement_timeout_s": integration.statement_timeout_s,
-        "read_only": integration.read_only,
-        "fetch_credentials": integration.fetch_credentials,
-        "credentials_workflow": integration.credentials_workflow_id,
-        "credentials_cache_s": integration.credentials_cache_s if integration.fetch_credentials else None,
-        "shared_with": sorted(u.pk for u in shared_with) if shared_with is not None else (
-            sorted(integration.shared_with.values_list("pk", flat=True)) if integration.pk else []),
+        "fetch_credentials": configuration.fetch_credentials,
+        "credentials_workflow": configuration.credentials_workflow_id,
+        "credentials_cache_s": configuration.credentials_cache_s if configuration.fetch_credentials else None,
     }
-    values.update({name: str(value) for name, value in integration.config.items()})
-    values.update({name: str(value) for name, value in integration.secrets().items()})
-    return {name: value for name, value in values.items() if value not in (None, "", [], False) or integration.pk}
+    values.update({name: str(value) for name, value in configuration.config.items()})
+    values.update({name: str(value) for name, value in configuration.secrets().items()})
+    return values

@@ -1,14 +1,17 @@
 """Where an integration's credentials come from: the seam between static and fetched.
 
-A *source* turns an Integration row into ``Credentials`` (plain values, only in
-the worker's memory). Static credentials come from the form's values and the
-encrypted secrets. Fetched ones come from a workflow's response rendered into
-the fields' ``{{workflow.response...}}`` bindings, on the worker, and are kept
-in this process's memory for the integration's cache time.
+A *source* turns a Configuration row (for the profile a query runs under) into
+``Credentials`` (plain values, only in the worker's memory). Static credentials
+come from the form's values and the encrypted secrets. Fetched ones come from a
+workflow's response, run under the query's profile, rendered into the fields'
+``{{workflow.response...}}`` bindings, on the worker, and are kept in this
+process's memory for the configuration's cache time.
 
-The cache is per worker process; the worker runs a thread pool (settings), so
-one process = one host's cache, and a per-integration lock makes concurrent
-queries wait for a single workflow run instead of starting one each.
+The cache is per worker process and keyed by configuration and profile (the
+Default configuration's workflow may read a different secret for each
+profile); the worker runs a thread pool (settings), so one process = one host's
+cache, and a lock per key makes concurrent queries wait for a single workflow
+run instead of starting one each.
 """
 from __future__ import annotations
 
@@ -24,14 +27,17 @@ from workflows.bindings import BindingError, evaluate_text, has_bindings
 from workflows.models import Workflow
 
 from .kinds.base import Credentials, StageError
-from .models import Integration
+from profiles.models import Profile
+
+from .models import Configuration
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class CredentialSource(Protocol):
-    def credentials_for(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
+    def credentials_for(self, configuration: Configuration, profile: Profile | None, *,
+                        rejected: str | None = None) -> Credentials:
         """The credentials to connect with; ``rejected`` is a fingerprint the database just refused."""
         ...
 
@@ -39,10 +45,14 @@ class CredentialSource(Protocol):
 class StaticSource:
     """The values typed into the form; secrets decrypted from the row."""
 
-    def credentials_for(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
-        secrets = integration.secrets()
-        return Credentials(integration.pk, {**integration.config, **secrets},
+    def credentials_for(self, configuration: Configuration, profile: Profile | None, *,
+                        rejected: str | None = None) -> Credentials:
+        secrets = configuration.secrets()
+        return Credentials(configuration.integration_id, {**configuration.config, **secrets},
                            hidden=tuple(str(v) for v in secrets.values() if v))
+
+
+CacheKey = tuple[int, str]  # (configuration id, profile key)
 
 
 @dataclass
@@ -58,17 +68,17 @@ class FetchedSource:
     """Runs the integration's workflow and renders its bindings; caches the result for a bounded time."""
 
     def __init__(self) -> None:
-        self._cache: dict[int, _Cached] = {}
-        self._locks: dict[int, threading.Lock] = {}
+        self._cache: dict[CacheKey, _Cached] = {}
+        self._locks: dict[CacheKey, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
-    def _lock_for(self, integration_id: int) -> threading.Lock:
+    def _lock_for(self, key: CacheKey) -> threading.Lock:
         with self._locks_guard:
-            return self._locks.setdefault(integration_id, threading.Lock())
+            return self._locks.setdefault(key, threading.Lock())
 
-    def _fresh(self, integration: Integration, *, rejected: str | None) -> Credentials | None:
-        entry = self._cache.get(integration.pk)
-        if entry is None or entry.revisions != _revisions(integration):
+    def _fresh(self, key: CacheKey, configuration: Configuration, *, rejected: str | None) -> Credentials | None:
+        entry = self._cache.get(key)
+        if entry is None or entry.revisions != _revisions(configuration):
             return None
         if rejected is not None:
             # Someone else already replaced the rejected credentials: use theirs. If
@@ -77,37 +87,39 @@ class FetchedSource:
             if entry.credentials.fingerprint != rejected or entry.refetched_for == rejected:
                 return entry.credentials
             return None
-        if time.monotonic() - entry.fetched_at >= integration.credentials_cache_s:
+        if time.monotonic() - entry.fetched_at >= configuration.credentials_cache_s:
             return None
         return entry.credentials
 
-    def credentials_for(self, integration: Integration, *, rejected: str | None = None) -> Credentials:
-        cached = self._fresh(integration, rejected=rejected)
+    def credentials_for(self, configuration: Configuration, profile: Profile | None, *,
+                        rejected: str | None = None) -> Credentials:
+        key = (configuration.pk, profile.key if profile is not None else "")
+        cached = self._fresh(key, configuration, rejected=rejected)
         if cached is not None:
             return cached
-        with self._lock_for(integration.pk):
-            cached = self._fresh(integration, rejected=rejected)  # fetched while we waited?
+        with self._lock_for(key):
+            cached = self._fresh(key, configuration, rejected=rejected)  # fetched while we waited?
             if cached is not None:
                 return cached
-            credentials = fetch(integration.credentials_workflow, stored_values(integration),
-                                integration_id=integration.pk, trigger="credentials",
-                                secret_fields=integration.kind_impl.secret_fields())
-            if integration.credentials_cache_s > 0 or rejected is not None:
+            credentials = fetch(configuration.credentials_workflow, stored_values(configuration),
+                                integration_id=configuration.integration_id, trigger="credentials",
+                                secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
+            if configuration.credentials_cache_s > 0 or rejected is not None:
                 # With no cache time, the entry only lets concurrent retries share one refetch.
-                self._cache[integration.pk] = _Cached(
-                    credentials, time.monotonic(), _revisions(integration), refetched_for=rejected)
+                self._cache[key] = _Cached(
+                    credentials, time.monotonic(), _revisions(configuration), refetched_for=rejected)
             else:
-                self._cache.pop(integration.pk, None)
+                self._cache.pop(key, None)
             return credentials
 
 
-def _revisions(integration: Integration) -> tuple[int, int]:
-    workflow = integration.credentials_workflow
-    return integration.revision, workflow.revision if workflow is not None else 0
+def _revisions(configuration: Configuration) -> tuple[int, int]:
+    workflow = configuration.credentials_workflow
+    return configuration.revision, workflow.revision if workflow is not None else 0
 
 
 def fetch(workflow: Workflow | None, values: dict[str, Any], *, integration_id: int | None, trigger: str,
-          secret_fields: tuple[str, ...]) -> Credentials:
+          secret_fields: tuple[str, ...], profile: Profile | None) -> Credentials:
     """Run the workflow now and render the bindings in ``values`` with its response.
 
     The workflow's record masks what the secret fields render to, as well as
@@ -126,7 +138,7 @@ def fetch(workflow: Workflow | None, values: dict[str, Any], *, integration_id: 
         return list(rendered[0].hidden)
 
     try:
-        outcome = runner.run_now(workflow, trigger=trigger, hide=hide)
+        outcome = runner.run_now(workflow, trigger=trigger, hide=hide, profile=profile)
     except Exception as exc:
         log.exception("credentials workflow %s could not run", workflow.pk)
         raise StageError("workflow", f"{workflow.name} could not run ({type(exc).__name__})") from None
@@ -136,8 +148,8 @@ def fetch(workflow: Workflow | None, values: dict[str, Any], *, integration_id: 
     return rendered[0] if rendered else render(integration_id, values, workflow.name, outcome.response, secret_fields)
 
 
-def stored_values(integration: Integration) -> dict[str, Any]:
-    return {**integration.config, **integration.secrets()}
+def stored_values(configuration: Configuration) -> dict[str, Any]:
+    return {**configuration.config, **configuration.secrets()}
 
 
 def render(integration_id: int | None, values: dict[str, Any], workflow_name: str, response: Any,
@@ -161,11 +173,11 @@ static_source = StaticSource()
 fetched_source = FetchedSource()
 
 
-def source_for(integration: Integration) -> CredentialSource:
-    return fetched_source if integration.fetch_credentials else static_source
+def source_for(configuration: Configuration) -> CredentialSource:
+    return fetched_source if configuration.fetch_credentials else static_source
 
 
-def with_credentials(integration: Integration, use: Callable[[Credentials], T]) -> T:
+def with_credentials(configuration: Configuration, profile: Profile | None, use: Callable[[Credentials], T]) -> T:
     """Get the credentials and call ``use``; after a rejected login, refetch and retry once.
 
     A rotated secret shows up as the database refusing the cached password. The
@@ -173,15 +185,16 @@ def with_credentials(integration: Integration, use: Callable[[Credentials], T]) 
     ones, so a wrong password in the secret itself fails at once, without a loop.
     Every error that leaves here has the credentials' secret texts masked.
     """
-    source = source_for(integration)
-    credentials = source.credentials_for(integration)
+    source = source_for(configuration)
+    credentials = source.credentials_for(configuration, profile)
     try:
         return use(credentials)
     except StageError as exc:
-        if not (exc.auth_failure and integration.fetch_credentials):
+        if not (exc.auth_failure and configuration.fetch_credentials):
             raise masked(exc, credentials) from None
-        log.info("integration %s: login refused, fetching its credentials again", integration.pk)
-        refreshed = source.credentials_for(integration, rejected=credentials.fingerprint)
+        log.info("integration %s (configuration %s): login refused, fetching its credentials again",
+                 configuration.integration_id, configuration.pk)
+        refreshed = source.credentials_for(configuration, profile, rejected=credentials.fingerprint)
         if refreshed.fingerprint == credentials.fingerprint:
             raise masked(exc, credentials) from None
         try:

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from credtool import crypto
 from credtool.masking import mask_text
+from profiles.models import Profile
 from runs import lifecycle
 from runs.models import RunStatus
 from workflows.models import Workflow
@@ -24,15 +25,17 @@ from workflows.models import Workflow
 from . import kinds
 from .credentials import fetch, masked, with_credentials
 from .kinds.base import CancelToken, Credentials, QueryCancelled, StageError, StatementResult
-from .models import ConnectionCheck, Integration, QueryRun
+from .models import Configuration, ConnectionCheck, Integration, QueryRun
 from .secrets_policy import stored_secret_for
 
 log = logging.getLogger(__name__)
 
 
-def submit(integration: Integration, sql: str, user: AbstractBaseUser | None) -> QueryRun:
+def submit(integration: Integration, sql: str, user: AbstractBaseUser | None, profile: Profile) -> QueryRun:
+    """Queue ``sql`` on the configuration that answers for ``profile``."""
     with transaction.atomic():
-        run = QueryRun.objects.create(integration=integration, user=user, sql=sql, sent_at=timezone.now())
+        run = QueryRun.objects.create(integration=integration, configuration=integration.configuration_for(profile),
+                                      profile=profile, user=user, sql=sql, sent_at=timezone.now())
         lifecycle.submit(run)
     log.info("query run %s submitted for integration %s", run.pk, integration.pk)
     return run
@@ -43,8 +46,11 @@ def execute(run_id: int) -> None:
     if not lifecycle.claim(QueryRun, run_id):
         log.info("query run %s is no longer queued; skipping", run_id)
         return
-    run = QueryRun.objects.select_related("integration__credentials_workflow").get(pk=run_id)
+    run = QueryRun.objects.select_related("integration", "configuration__credentials_workflow", "profile").get(
+        pk=run_id)
     integration = run.integration
+    # Deleted since it was submitted: whichever answers for the profile now.
+    configuration = run.configuration or integration.configuration_for(run.profile)
     token = CancelToken()
     started = time.perf_counter()
     outcome: dict[str, Any]
@@ -62,7 +68,7 @@ def execute(run_id: int) -> None:
                     read_only=integration.read_only,
                 )
 
-            outcome = dict(status=RunStatus.SUCCEEDED, **_results_fields(with_credentials(integration, query)))
+            outcome = dict(status=RunStatus.SUCCEEDED, **_results_fields(with_credentials(configuration, run.profile, query)))
         except QueryCancelled:
             outcome = dict(status=RunStatus.CANCELLED, error="Cancelled while running.")
         except StageError as exc:
@@ -83,16 +89,19 @@ def _results_fields(results: list[StatementResult]) -> dict[str, Any]:
 
 
 def submit_connection_check(
-    kind_slug: str, values: dict[str, Any], integration: Integration | None, user: AbstractBaseUser | None,
-    *, workflow: Workflow | None = None,
+    kind_slug: str, values: dict[str, Any], configuration: Configuration | None, user: AbstractBaseUser | None,
+    *, workflow: Workflow | None = None, profile: Profile | None = None,
 ) -> ConnectionCheck:
-    """Queue a check of form values that may not be saved yet (a blank secret: see ``secrets_policy``)."""
+    """Queue a check of form values that may not be saved yet (a blank secret: see ``secrets_policy``),
+    under ``profile`` (what a credentials workflow reads, and whose workers run the check)."""
     kind = kinds.get(kind_slug)
     secret_names = set(kind.secret_fields())
     with transaction.atomic():
         check = ConnectionCheck.objects.create(
             kind=kind_slug,
-            integration=integration,
+            integration=configuration.integration if configuration is not None else None,
+            configuration=configuration,
+            profile=profile or Profile.objects.default(),
             user=user,
             credentials_workflow=workflow,
             config={k: v for k, v in values.items() if k not in secret_names},
@@ -106,14 +115,15 @@ def submit_connection_check(
 def execute_connection_check(check_id: int) -> None:
     if not lifecycle.claim(ConnectionCheck, check_id):
         return
-    check = ConnectionCheck.objects.select_related("integration", "credentials_workflow").get(pk=check_id)
+    check = ConnectionCheck.objects.select_related("configuration", "credentials_workflow", "profile").get(
+        pk=check_id)
     kind = kinds.get(check.kind)
     values = {**check.config, **crypto.decrypt_json(check.secrets_encrypted)}
-    if check.integration is not None:
+    if check.configuration is not None:
         # A blank secret means "keep the stored one", but only where it was stored for.
         for name in kind.secret_fields():
             if not values.get(name):
-                stored = stored_secret_for(kind, check.integration, values, name)
+                stored = stored_secret_for(kind, check.configuration, values, name)
                 if stored:
                     values[name] = stored
     hidden = tuple(str(values[n]) for n in kind.secret_fields() if values.get(n))
@@ -122,7 +132,8 @@ def execute_connection_check(check_id: int) -> None:
             if check.credentials_workflow is not None:
                 # "Test connection" with fetched credentials runs the workflow now, never the cache.
                 credentials = fetch(check.credentials_workflow, values, integration_id=None,
-                                    trigger="test-connection", secret_fields=kind.secret_fields())
+                                    trigger="test-connection", secret_fields=kind.secret_fields(),
+                                    profile=check.profile)
             else:
                 credentials = Credentials(None, values, hidden=hidden)
             try:

@@ -7,13 +7,14 @@ from typing import Any
 from django import forms
 from django.contrib.auth import get_user_model
 
+from profiles.models import Profile
 from workflows.bindings import BindingError, has_bindings, parse
 from workflows.models import Workflow
 
 from . import kinds, secrets_policy
 from .kinds import http_request
 from .kinds.base import FieldSpec, Kind
-from .models import Integration
+from .models import Configuration, ConfigurationProfile, Integration
 
 MAX_SQL_CHARS = 1_000_000
 
@@ -35,13 +36,16 @@ class SecretInput(forms.PasswordInput):
         return value if isinstance(value, str) and has_bindings(value) else None
 
 
-class IntegrationForm(forms.Form):
-    kind = forms.ChoiceField(label="Kind", choices=kinds.choices)
-    name = forms.CharField(label="Name", max_length=100, help_text="Shown in lists; must be unique.")
+class ConfigurationForm(forms.Form):
+    """Where and how an integration connects, for some profiles: the kind's fields and
+    **Fetch credentials dynamically**. A configuration other than the Default one also
+    has **Profiles**: the profiles whose queries it answers."""
+
     fetch_credentials = forms.BooleanField(
         label="Fetch credentials dynamically", required=False,
         help_text="A workflow fetches the credentials (e.g. from AWS Secrets Manager) on the worker before "
-                  "each query; fields below may then hold bindings such as {{getSecrets.response.host}}.",
+                  "each query, under the query's profile; fields below may then hold bindings such as "
+                  "{{getSecrets.response.host}}.",
     )
     credentials_workflow = forms.ModelChoiceField(
         label="Workflow", queryset=Workflow.objects.all(), required=False, empty_label="Choose a workflow…",
@@ -49,44 +53,34 @@ class IntegrationForm(forms.Form):
     )
     credentials_cache_s = forms.IntegerField(
         label="Cache credentials for (seconds)", initial=300, min_value=0, max_value=86400, required=False,
-        help_text="The worker reuses fetched credentials this long; 0 runs the workflow before every query. "
-                  "Editing the integration or the workflow, or a rejected password, fetches them again.",
-    )
-    statement_timeout_s = forms.IntegerField(
-        label="Statement timeout (seconds)", initial=30, min_value=1, max_value=3600,
-        help_text="A query (all its statements together) running longer than this is stopped.",
-    )
-    read_only = forms.BooleanField(
-        label="Read-only", required=False,
-        help_text="Queries run in a read-only session and transaction: the database refuses writes and DDL, "
-                  "and statements that would end the transaction or undo read-only are refused.",
-    )
-    shared_with = forms.ModelMultipleChoiceField(
-        label="Shared with", required=False, queryset=get_user_model().objects.filter(is_active=True),
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Runners who may query this integration (they never see its configuration).",
+        help_text="The worker reuses fetched credentials this long (per profile); 0 runs the workflow before "
+                  "every query. Editing the configuration or the workflow, or a rejected password, fetches "
+                  "them again.",
     )
 
-    def __init__(self, *args: Any, kind: Kind, instance: Integration | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kind: Kind, integration: Integration | None = None,
+                 configuration: Configuration | None = None, with_profiles: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, label_suffix="", **kwargs)
         self.kind_impl = kind
-        self.instance = instance
-        self.fields["kind"].initial = kind.slug
-        self.fields["statement_timeout_s"].label = kind.timeout_label
-        if instance is not None:
-            # The kind of a saved integration is fixed: its stored values belong to it.
-            self.fields["kind"].disabled = True
-            self.fields["kind"].initial = instance.kind
-        for spec in kind.fields:
-            stored = instance is not None and instance.has_secret(spec.name)
-            self.fields[spec.name] = _form_field(spec, editing=stored)
-        if instance is not None and not self.is_bound:
-            self.initial.update(
-                name=instance.name, statement_timeout_s=instance.statement_timeout_s,
-                fetch_credentials=instance.fetch_credentials, credentials_workflow=instance.credentials_workflow_id,
-                credentials_cache_s=instance.credentials_cache_s, read_only=instance.read_only,
-                shared_with=list(instance.shared_with.values_list("pk", flat=True)), **instance.config,
+        self.integration = integration
+        self.configuration = configuration
+        if with_profiles:
+            self.fields["profiles"] = forms.ModelMultipleChoiceField(
+                label="Profiles", queryset=Profile.objects.all(), widget=forms.CheckboxSelectMultiple,
+                help_text="Queries under these profiles use this configuration; every other profile uses Default.",
+                error_messages={"required": "Choose the profiles that use this configuration."},
             )
+        for spec in kind.fields:
+            stored = configuration is not None and configuration.has_secret(spec.name)
+            self.fields[spec.name] = _form_field(spec, editing=stored)
+        if configuration is not None and not self.is_bound:
+            self.initial.update(
+                fetch_credentials=configuration.fetch_credentials,
+                credentials_workflow=configuration.credentials_workflow_id,
+                credentials_cache_s=configuration.credentials_cache_s, **configuration.config,
+            )
+            if with_profiles:
+                self.initial["profiles"] = list(configuration.profiles.values_list("pk", flat=True))
 
     def kind_field_names(self) -> list[str]:
         return [spec.name for spec in self.kind_impl.fields]
@@ -107,18 +101,19 @@ class IntegrationForm(forms.Form):
             if name in self.cleaned_data and not (name in secret and not self.cleaned_data.get(name))
         }
 
-    def changed_fields(self) -> list[str]:
-        """Names of the fields the user changed: for the audit log, never their values."""
-        return sorted(self.changed_data)
-
-    def clean_name(self) -> str:
-        name = self.cleaned_data["name"].strip()
-        clash = Integration.objects.filter(name__iexact=name)
-        if self.instance is not None:
-            clash = clash.exclude(pk=self.instance.pk)
-        if clash.exists():
-            raise forms.ValidationError("An integration with this name already exists.")
-        return name
+    def clean_profiles(self) -> Any:
+        """A profile has at most one configuration per integration: refuse a second, naming the first."""
+        chosen = self.cleaned_data["profiles"]
+        if self.integration is None:
+            return chosen
+        links = ConfigurationProfile.objects.filter(integration=self.integration, profile__in=chosen)
+        if self.configuration is not None:
+            links = links.exclude(configuration=self.configuration)
+        for link in links.select_related("profile", "configuration"):
+            raise forms.ValidationError(
+                f"{link.profile.name} already has a configuration on this integration "
+                f"(“{link.configuration.label}”): edit that one, or take {link.profile.name} off it first.")
+        return chosen
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -153,15 +148,15 @@ class IntegrationForm(forms.Form):
 
     def _check_kept_secrets(self, cleaned: dict[str, Any]) -> None:
         """A blank secret keeps the stored one only while it would go where it was stored for."""
-        if self.instance is None:
+        if self.configuration is None:
             return
         kind = self.kind_impl
-        if secrets_policy.same_destination(kind, self.instance, cleaned):
+        if secrets_policy.same_destination(kind, self.configuration, cleaned):
             return
         labels = [kind.field(name).label.lower() for name in kind.secret_destination_fields]
         where = " or ".join([", ".join(labels[:-1]), labels[-1]]) if len(labels) > 1 else labels[0]
         for name in kind.secret_fields():
-            if not cleaned.get(name) and self.instance.has_secret(name) and name not in self.errors:
+            if not cleaned.get(name) and self.configuration.has_secret(name) and name not in self.errors:
                 self.add_error(name, f"Type the {kind.field(name).label.lower()} again: the {where} changed, and the "
                                      "stored one is only ever sent where it was saved for.")
 
@@ -185,6 +180,70 @@ class IntegrationForm(forms.Form):
         problem = check_against_last_preview(text, workflow)
         if problem:
             self.add_error(spec.name, problem)
+
+
+
+class IntegrationForm(ConfigurationForm):
+    """An integration (name, kind, policy, sharing) and its Default configuration, in one form."""
+
+    kind = forms.ChoiceField(label="Kind", choices=kinds.choices)
+    name = forms.CharField(label="Name", max_length=100, help_text="Shown in lists; must be unique.")
+    statement_timeout_s = forms.IntegerField(
+        label="Statement timeout (seconds)", initial=30, min_value=1, max_value=3600,
+        help_text="A query (all its statements together) running longer than this is stopped, whatever the profile.",
+    )
+    read_only = forms.BooleanField(
+        label="Read-only", required=False,
+        help_text="Queries run in a read-only session and transaction: the database refuses writes and DDL, "
+                  "and statements that would end the transaction or undo read-only are refused.",
+    )
+    shared_with = forms.MultipleChoiceField(
+        label="Shared with", required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Runners who may query this integration, per profile (they never see its configuration).",
+    )
+
+    def __init__(self, *args: Any, kind: Kind, instance: Integration | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, kind=kind, integration=instance,
+                         configuration=instance.default_configuration if instance is not None else None, **kwargs)
+        self.instance = instance
+        self.fields["kind"].initial = kind.slug
+        self.fields["statement_timeout_s"].label = kind.timeout_label
+        self.profiles = list(Profile.objects.all())
+        self.users = list(get_user_model().objects.filter(is_active=True).order_by("username"))
+        self.fields["shared_with"].choices = [
+            (share_value(user.pk, profile.pk), f"{user} · {profile}") for user in self.users for profile in self.profiles]
+        if instance is not None:
+            # The kind of a saved integration is fixed: its stored values belong to it.
+            self.fields["kind"].disabled = True
+            self.fields["kind"].initial = instance.kind
+        if instance is not None and not self.is_bound:
+            self.initial.update(
+                name=instance.name, statement_timeout_s=instance.statement_timeout_s, read_only=instance.read_only,
+                shared_with=[share_value(u, p) for u, p in instance.shares.values_list("user", "profile")],
+            )
+
+    def shared_with_rows(self) -> list[tuple[Any, list[tuple[Profile, str, bool]]]]:
+        """The **Shared with** grid: a row per user, a checkbox per profile."""
+        chosen = {str(v) for v in (self["shared_with"].value() or [])}
+        return [(user, [(profile, share_value(user.pk, profile.pk), share_value(user.pk, profile.pk) in chosen)
+                        for profile in self.profiles]) for user in self.users]
+
+    def shares(self) -> set[tuple[int, int]]:
+        """The (user id, profile id) pairs checked in **Shared with**."""
+        return {tuple(int(part) for part in value.split(":")) for value in self.cleaned_data.get("shared_with", [])}
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"].strip()
+        clash = Integration.objects.filter(name__iexact=name)
+        if self.instance is not None:
+            clash = clash.exclude(pk=self.instance.pk)
+        if clash.exists():
+            raise forms.ValidationError("An integration with this name already exists.")
+        return name
+
+
+def share_value(user_id: int, profile_id: int) -> str:
+    return f"{user_id}:{profile_id}"
 
 
 def _form_field(spec: FieldSpec, *, editing: bool) -> forms.Field:

@@ -1,41 +1,47 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
+from django.utils.functional import cached_property
 
 from credtool import crypto
+from profiles.models import Profile
 from runs.models import BackgroundRun
 
 from . import kinds
 
 
+class IntegrationQuerySet(models.QuerySet["Integration"]):
+    def create_with_default(self, *, config: dict[str, Any], secrets: dict[str, Any] | None = None,
+                            fetch_credentials: bool = False, credentials_workflow: Any = None,
+                            credentials_cache_s: int = 300, **fields: Any) -> "Integration":
+        """An integration and its Default configuration, in one go (demo, bench and tests)."""
+        integration = self.create(**fields)
+        default = Configuration(integration=integration, is_default=True, config=config,
+                                fetch_credentials=fetch_credentials, credentials_workflow=credentials_workflow,
+                                credentials_cache_s=credentials_cache_s)
+        default.set_secrets(secrets or {})
+        default.save()
+        return integration
+
+
 class Integration(models.Model):
-    """A connection to a database. Non-secret settings are JSON; secrets are one encrypted blob."""
+    """A database or API, as users see it: a name, a kind, a policy (read-only, timeout) and who may use it.
+
+    Where it connects and with which credentials is its ``Configuration``: the
+    Default one for every profile, or a profile's own (Staging's database, say).
+    """
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=40)
-    config = models.JSONField(default=dict, blank=True)
-    secrets_encrypted = models.TextField(blank=True, default="")
     statement_timeout_s = models.PositiveIntegerField(
         "Statement timeout (seconds)", default=30,
         validators=[MinValueValidator(1), MaxValueValidator(3600)],
     )
-    # Fetched credentials: the fields hold {{workflow.response...}} bindings that a
-    # worker renders from the workflow's response before connecting.
-    fetch_credentials = models.BooleanField("Fetch credentials dynamically", default=False)
-    credentials_workflow = models.ForeignKey(
-        "workflows.Workflow", verbose_name="Workflow", null=True, blank=True, on_delete=models.PROTECT,
-        related_name="integrations",
-    )
-    credentials_cache_s = models.PositiveIntegerField(
-        "Cache credentials for (seconds)", default=300, validators=[MaxValueValidator(86400)],
-    )
-    # Runners see and query only the integrations shared with them.
-    shared_with = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_integrations")
     read_only = models.BooleanField(
         "Read-only", default=False, help_text="Queries run in a read-only session and transaction: no writes, no DDL.")
     created_by = models.ForeignKey(
@@ -43,8 +49,8 @@ class Integration(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
-    # Bumped on every save: workers compare it to drop cached credentials and pools.
-    revision = models.PositiveIntegerField(default=1)
+
+    objects = IntegrationQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -67,6 +73,74 @@ class Integration(models.Model):
         except kinds.NotRegistered:
             return self.kind
 
+    @cached_property
+    def default_configuration(self) -> "Configuration":
+        return self.configurations.get(is_default=True)
+
+    def configuration_for(self, profile: Profile | None) -> "Configuration":
+        """The profile's own configuration, else the Default one."""
+        if profile is not None:
+            own = self.configurations.filter(profiles=profile).first()
+            if own is not None:
+                return own
+        return self.default_configuration
+
+    def summary(self) -> str:
+        """A one-line description for lists: the Default configuration's, as the kind writes it."""
+        return self.default_configuration.summary()
+
+    def share_with(self, user: Any, profiles: "Iterable[Profile] | None" = None) -> None:
+        """Let ``user`` (a Runner) query this integration under ``profiles`` (all of them by default)."""
+        for profile in Profile.objects.all() if profiles is None else profiles:
+            Share.objects.get_or_create(integration=self, user=user, profile=profile)
+
+
+class Configuration(models.Model):
+    """Where an integration connects and with which credentials, for some profiles.
+
+    Non-secret values are JSON; secrets are one encrypted blob. With fetched
+    credentials the fields hold ``{{workflow.response...}}`` bindings that a
+    worker renders from the workflow's response (run under the query's profile).
+    """
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="configurations")
+    # The Default configuration serves every profile that has none of its own.
+    is_default = models.BooleanField(default=False)
+    profiles = models.ManyToManyField(Profile, through="ConfigurationProfile", blank=True, related_name="+")
+    config = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True, default="")
+    fetch_credentials = models.BooleanField("Fetch credentials dynamically", default=False)
+    credentials_workflow = models.ForeignKey(
+        "workflows.Workflow", verbose_name="Workflow", null=True, blank=True, on_delete=models.PROTECT,
+        related_name="configurations",
+    )
+    credentials_cache_s = models.PositiveIntegerField(
+        "Cache credentials for (seconds)", default=300, validators=[MaxValueValidator(86400)],
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    # Bumped on every save: workers compare it to drop cached credentials.
+    revision = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-is_default", "pk"]
+        constraints = [models.UniqueConstraint(fields=["integration"], condition=models.Q(is_default=True),
+                                               name="one_default_configuration_per_integration")]
+
+    def __str__(self) -> str:
+        return f"{self.integration.name} · {self.label}"
+
+    @property
+    def label(self) -> str:
+        """"Default", or the names of the profiles it serves (e.g. "Staging")."""
+        if self.is_default:
+            return "Default"
+        return ", ".join(p.name for p in self.profiles.all()) or "No profile"
+
+    @property
+    def kind_impl(self) -> kinds.Kind:
+        return self.integration.kind_impl
+
     def secrets(self) -> dict[str, Any]:
         return crypto.decrypt_json(self.secrets_encrypted)
 
@@ -77,13 +151,47 @@ class Integration(models.Model):
         return bool(self.secrets().get(name))
 
     def summary(self) -> str:
-        """A one-line description for lists, as the kind writes it (e.g. ``app_user@db.internal:5432/app``)."""
+        """A one-line description, as the kind writes it (e.g. ``app_user@db.internal:5432/app``)."""
         try:
             return self.kind_impl.summary(self.config)
         except kinds.NotRegistered:
             return ""
 
+    def served_profiles(self) -> list[Profile]:
+        """The profiles whose queries this configuration answers."""
+        if not self.is_default:
+            return list(self.profiles.all())
+        taken = ConfigurationProfile.objects.filter(integration=self.integration_id).values("profile")
+        return list(Profile.objects.exclude(pk__in=taken))
 
+    def test_profile(self) -> Profile | None:
+        """The profile a Test connection or a preview of this configuration runs under: one it serves."""
+        served = self.served_profiles()
+        default = Profile.objects.default()
+        return default if default in served or not served else served[0]
+
+
+class ConfigurationProfile(models.Model):
+    """A profile served by a configuration; a profile has at most one configuration per integration."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    configuration = models.ForeignKey(Configuration, on_delete=models.CASCADE, related_name="+")
+    profile = models.ForeignKey(Profile, on_delete=models.PROTECT, related_name="configuration_links")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["integration", "profile"],
+                                               name="one_configuration_per_profile")]
+
+
+class Share(models.Model):
+    """A Runner may query an integration under a profile."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="shares")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="integration_shares")
+    profile = models.ForeignKey(Profile, on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["integration", "user", "profile"], name="one_share")]
 
 
 class QueryRun(BackgroundRun):
@@ -92,6 +200,9 @@ class QueryRun(BackgroundRun):
     task_name = "integrations.run_query"
 
     integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="runs")
+    # The configuration that answered for the run's profile (when it was submitted).
+    configuration = models.ForeignKey(Configuration, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     sql = models.TextField()
     duration_ms = models.FloatField(null=True, blank=True)
@@ -136,6 +247,9 @@ class ConnectionCheck(BackgroundRun):
 
     kind = models.CharField(max_length=40)
     integration = models.ForeignKey(Integration, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # The saved configuration being edited, whose stored secrets a blank field keeps.
+    configuration = models.ForeignKey(Configuration, null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="+")
     config = models.JSONField(default=dict, blank=True)
     secrets_encrypted = models.TextField(blank=True, default="")
     # With fetched credentials, the worker runs this workflow and renders the bindings in config.

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .kinds.base import Kind
-from .models import Integration
+from .models import Configuration
 
 
 def destination(kind: Kind, values: dict[str, Any]) -> tuple[str, ...]:
@@ -21,12 +21,12 @@ def destination(kind: Kind, values: dict[str, Any]) -> tuple[str, ...]:
     return tuple(kind.destination_text(name, values.get(name)) for name in kind.secret_destination_fields)
 
 
-def same_destination(kind: Kind, integration: Integration, values: dict[str, Any]) -> bool:
-    return destination(kind, values) == destination(kind, integration.config)
+def same_destination(kind: Kind, configuration: Configuration, values: dict[str, Any]) -> bool:
+    return destination(kind, values) == destination(kind, configuration.config)
 
 
-def stored_secret_for(kind: Kind, integration: Integration, values: dict[str, Any], name: str) -> str | None:
+def stored_secret_for(kind: Kind, configuration: Configuration, values: dict[str, Any], name: str) -> str | None:
     """The stored secret ``name`` if ``values`` still point where it was stored for, else None."""
-    if not same_destination(kind, integration, values):
+    if not same_destination(kind, configuration, values):
         return None
-    return integration.secrets().get(name) or None
+    return configuration.secrets().get(name) or None

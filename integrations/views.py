@@ -20,11 +20,13 @@ from runs import lifecycle
 from workflows import runner as workflow_runner
 from workflows.models import Workflow, WorkflowRun
 
+from profiles.models import Profile
+
 from . import binding_preview, configuration, execution, kinds
-from .access import integrations_for, runs_for
-from .forms import IntegrationForm, request_form_class
+from .access import integrations_for, profiles_for, runs_for
+from .forms import ConfigurationForm, IntegrationForm, request_form_class
 from .kinds.cells import cell_text
-from .models import ConnectionCheck, Integration, QueryRun
+from .models import Configuration, ConnectionCheck, Integration, QueryRun
 
 
 def _can(perm: str):
@@ -75,15 +77,63 @@ def integration_edit(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Integration “{integration.name}” was saved." if changed
                          else f"Nothing changed in “{integration.name}”.")
         return redirect(integration)
-    context: dict[str, Any] = {"form": form, "integration": integration}
-    workflow = integration.credentials_workflow
-    if integration.fetch_credentials and workflow is not None and not form.is_bound:
-        # What the bound fields resolve to, from the workflow's last successful run (masked).
+    context: dict[str, Any] = {"form": form, "integration": integration,
+                               "configuration": integration.default_configuration}
+    return render(request, "integrations/integration_form.html", _with_last_preview(context, form))
+
+
+def _with_last_preview(context: dict[str, Any], form: ConfigurationForm) -> dict[str, Any]:
+    """What the bound fields resolve to, from the workflow's last successful run (masked)."""
+    saved = form.configuration
+    workflow = saved.credentials_workflow if saved is not None else None
+    if saved is not None and saved.fetch_credentials and workflow is not None and not form.is_bound:
         run = binding_preview.last_preview(workflow)
         if run is not None:
             context.update(run=run, workflow=workflow, resolved=binding_preview.resolved_fields(
-                integration.kind_impl, integration.config, workflow, run.output))
-    return render(request, "integrations/integration_form.html", context)
+                form.kind_impl, saved.config, workflow, run.output))
+    return context
+
+
+@sensitive_post_parameters("password")
+@require_http_methods(["GET", "POST"])
+@_can("integrations.change_integration")
+def configuration_edit(request: HttpRequest, pk: int, configuration_id: int | None = None) -> HttpResponse:
+    """**Add configuration** (no id) or edit one that serves some profiles; the Default one is edited
+    with the integration itself."""
+    integration = get_object_or_404(Integration, pk=pk)
+    saved = None
+    if configuration_id is not None:
+        saved = get_object_or_404(integration.configurations, pk=configuration_id)
+        if saved.is_default:
+            return redirect("integrations:edit", pk=pk)
+    form = ConfigurationForm(request.POST or None, kind=integration.kind_impl, integration=integration,
+                             configuration=saved, with_profiles=True)
+    if request.method == "POST" and form.is_valid():
+        saved, changed = configuration.save_configuration(form, integration)
+        record_event(request, "change" if configuration_id else "create", integration, fields=changed,
+                     configuration=saved.label)
+        verb = "added" if configuration_id is None else ("saved" if changed else "")
+        messages.success(request, f"Configuration “{saved.label}” of “{integration.name}” was {verb}." if verb
+                         else f"Nothing changed in configuration “{saved.label}”.")
+        return redirect(integration)
+    context = {"form": form, "integration": integration, "configuration": saved}
+    return render(request, "integrations/configuration_form.html", _with_last_preview(context, form))
+
+
+@require_http_methods(["GET", "POST"])
+@_can("integrations.change_integration")
+def configuration_delete(request: HttpRequest, pk: int, configuration_id: int) -> HttpResponse:
+    integration = get_object_or_404(Integration, pk=pk)
+    saved = get_object_or_404(integration.configurations.filter(is_default=False), pk=configuration_id)
+    if request.method == "POST":
+        label = saved.label
+        with transaction.atomic():
+            record_event(request, "delete", integration, configuration=label)
+            saved.delete()
+        messages.success(request, f"Configuration “{label}” was deleted: its profiles now use Default.")
+        return redirect(integration)
+    return render(request, "integrations/configuration_confirm_delete.html",
+                  {"integration": integration, "configuration": saved})
 
 
 @require_http_methods(["GET", "POST"])
@@ -109,7 +159,7 @@ def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @_can("integrations.change_integration")
 def test_connection(request: HttpRequest) -> HttpResponse:
     integration, kind = _form_subject(request)
-    form = IntegrationForm(request.POST, kind=kind, instance=integration)
+    form = _posted_form(request, integration, kind)
     form.is_valid()
     field_errors = [
         f"{form[name].label}: {' '.join(form.errors[name])}" for name in form.kind_field_names() if name in form.errors
@@ -117,9 +167,32 @@ def test_connection(request: HttpRequest) -> HttpResponse:
     if field_errors:
         return render(request, "integrations/_test_connection_result.html", {"field_errors": field_errors})
     workflow = form.cleaned_data.get("credentials_workflow") if form.cleaned_data.get("fetch_credentials") else None
-    check = execution.submit_connection_check(kind.slug, form.values(), integration, request.user, workflow=workflow)
-    record_event(request, "test_connection", integration, kind=kind.slug)
+    profile = _profile_to_test(request, form)
+    check = execution.submit_connection_check(kind.slug, form.values(), form.configuration, request.user,
+                                              workflow=workflow, profile=profile)
+    record_event(request, "test_connection", integration, kind=kind.slug, profile=profile.key if profile else "",
+                 configuration=form.configuration.label if form.configuration else "")
     return render(request, "integrations/_test_connection_result.html", {"check": check})
+
+
+def _posted_form(request: HttpRequest, integration: Integration | None, kind: kinds.Kind) -> ConfigurationForm:
+    """The form that posted: the integration's own (with its Default configuration), or another configuration's."""
+    which = request.POST.get("configuration")  # posted by the configuration form: an id, or "new"
+    if integration is not None and which:
+        saved = None if which == "new" else get_object_or_404(integration.configurations, pk=_id(which))
+        if saved is None or not saved.is_default:
+            return ConfigurationForm(request.POST, kind=kind, integration=integration, configuration=saved,
+                                     with_profiles=True)
+    return IntegrationForm(request.POST, kind=kind, instance=integration)
+
+
+def _profile_to_test(request: HttpRequest, form: ConfigurationForm) -> Profile | None:
+    """Test connection and the workflow preview run under a profile the configuration serves:
+    the first one ticked in **Profiles**, else one the saved configuration serves, else Production."""
+    ticked = Profile.objects.filter(pk__in=[_id(v) for v in request.POST.getlist("profiles")]).first()
+    if ticked is not None:
+        return ticked
+    return form.configuration.test_profile() if form.configuration is not None else Profile.objects.default()
 
 
 @sensitive_post_parameters("password")
@@ -128,14 +201,15 @@ def test_connection(request: HttpRequest) -> HttpResponse:
 def preview_credentials(request: HttpRequest) -> HttpResponse:
     """"Run workflow" in the integration form: run it on a worker, then show its masked output
     and what each bound field resolves to. Polled with the form's current values."""
-    _, kind = _form_subject(request)
+    integration, kind = _form_subject(request)
     workflow = Workflow.objects.filter(pk=_id(request.POST.get("credentials_workflow"))).first()
     if workflow is None:
         return render(request, "integrations/_credentials_preview.html", {"problem": "Choose a workflow first."})
     run = WorkflowRun.objects.filter(pk=_id(request.POST.get("preview_run")), workflow=workflow,
                                      user=request.user).first()
     if run is None:  # the button was clicked (no run yet), not a poll
-        run = workflow_runner.submit(workflow, request.user, trigger="preview")
+        profile = _profile_to_test(request, _posted_form(request, integration, kind))
+        run = workflow_runner.submit(workflow, request.user, trigger="preview", profile=profile)
     run = lifecycle.reap_if_lost(run)
     context = {"run": run, "workflow": workflow}
     if run.is_final and run.status == "succeeded":
@@ -171,30 +245,54 @@ def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _detail_context(request: HttpRequest, integration: Integration, form: Any,
                     run: QueryRun | None = None) -> dict[str, Any]:
-    recent = (runs_for(request.user).filter(integration=integration).select_related("user")
+    recent = (runs_for(request.user).filter(integration=integration).select_related("user", "profile")
               .defer("results")[: settings.QUERY_RECENT_RUNS])
-    return {"integration": integration, "form": form, "run": run, "recent_runs": recent}
+    profiles = list(profiles_for(request.user, integration))
+    context = {"integration": integration, "form": form, "run": run, "recent_runs": recent, "profiles": profiles,
+               "chosen_profile": _last_profile(request, integration, profiles)}
+    if request.user.has_perm("integrations.change_integration"):
+        context["configurations"] = integration.configurations.prefetch_related("profiles").select_related(
+            "credentials_workflow")
+    return context
+
+
+def _profile_session_key(integration: Integration) -> str:
+    return f"integration-profile-{integration.pk}"
+
+
+def _last_profile(request: HttpRequest, integration: Integration, profiles: list[Profile]) -> Profile | None:
+    """The user's last choice on this integration, else Production, else the first they may use."""
+    last = request.session.get(_profile_session_key(integration))
+    for wanted in (last, "production"):
+        for profile in profiles:
+            if profile.key == wanted:
+                return profile
+    return profiles[0] if profiles else None
 
 
 @require_POST
 @_can("integrations.run_query")
 def run_query(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(integrations_for(request.user), pk=pk)
+    # A profile the user may not use does not exist for them, as an integration not shared does not.
+    profile = get_object_or_404(profiles_for(request.user, integration), key=request.POST.get("profile", "production"))
+    request.session[_profile_session_key(integration)] = profile.key
     form = request_form_class(integration.kind_impl)(request.POST)
     if not form.is_valid():
         if request.htmx:
             return render(request, "integrations/_query_form_errors.html", {"form": form})
         return render(request, "integrations/integration_detail.html", _detail_context(request, integration, form))
     with transaction.atomic():  # the run and its audit event: one write, one commit
-        run = execution.submit(integration, form.request_text(), request.user)
-        record_event(request, "run_query", integration, run=run.pk, sql=run.sql[:500])
+        run = execution.submit(integration, form.request_text(), request.user, profile)
+        record_event(request, "run_query", integration, run=run.pk, sql=run.sql[:500], profile=profile.key,
+                     configuration=run.configuration.label)
     if request.htmx:
         return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
     return redirect("integrations:run", pk=integration.pk, run_id=run.pk)
 
 
 def _visible_run(request: HttpRequest, pk: int, run_id: int) -> QueryRun:
-    return get_object_or_404(runs_for(request.user).select_related("integration", "user"), pk=run_id,
+    return get_object_or_404(runs_for(request.user).select_related("integration", "user", "profile"), pk=run_id,
                              integration_id=pk)
 
 
