@@ -8,5 +8,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("integrations/", include("integrations.urls")),
     path("workflows/", include("workflows.urls")),
+    path("profiles/", include("profiles.urls")),
     path("audit/", include("audit.urls")),
 ]
