@@ -130,11 +130,10 @@ def integration(target_db, user):
     """A PostgreSQL integration on the target database with a stored password (Alice's)."""
     from integrations.models import Integration
 
-    integration = Integration(name="Target", kind="postgres", created_by=user, statement_timeout_s=30)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
-    return integration
+    return Integration.objects.create_with_default(
+        name="Target", kind="postgres", created_by=user, statement_timeout_s=30,
+        config={k: v for k, v in target_db.form_values().items() if k != "password"},
+        secrets={"password": target_db.password})
 
 
 # --- MySQL (MariaDB) ---------------------------------------------------------------
@@ -213,11 +212,10 @@ def mysql_target(mysql_server_url: str) -> MySQLTarget:
 def mysql_integration(mysql_target, user):
     from integrations.models import Integration
 
-    integration = Integration(name="Shop (MySQL)", kind="mysql", created_by=user, statement_timeout_s=30)
-    integration.config = {k: v for k, v in mysql_target.form_values().items() if k != "password"}
-    integration.set_secrets({"password": mysql_target.password})
-    integration.save()
-    return integration
+    return Integration.objects.create_with_default(
+        name="Shop (MySQL)", kind="mysql", created_by=user, statement_timeout_s=30,
+        config={k: v for k, v in mysql_target.form_values().items() if k != "password"},
+        secrets={"password": mysql_target.password})
 
 
 # --- The Celery worker -----------------------------------------------------------
