@@ -1,8 +1,9 @@
 """Every URL × method × role → the status it must answer. One table, enforced on the server.
 
 Roles: anonymous, a user with no role, Runner, Builder, and a member of the Admin
-group who is not a superuser. The Runner has "Shared" shared with them, not
-"Private"; "fetchesPrivate" is the workflow that fetches Private's credentials.
+group who is not a superuser. The Runner has "Shared" shared with them (under
+every profile), not "Private"; "fetchesPrivate" is the workflow that fetches
+Private's credentials. "Shared" has a Staging configuration besides its Default one.
 Runs: each of the Runner and the Builder has one query run and one workflow run.
 The table must name every URL of the app: a new URL without a row fails here.
 """
@@ -14,7 +15,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import get_resolver
 
-from integrations.models import ConnectionCheck, Integration, QueryRun
+from integrations.models import Configuration, ConfigurationProfile, ConnectionCheck, Integration, QueryRun
+from profiles.models import Profile
 from tests.conftest import make_user
 from workflows.models import Step, Workflow, WorkflowRun
 
@@ -51,6 +53,23 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     ("integrations:edit", {"pk": "shared"}, "post", CONFIGURE),
     ("integrations:delete", {"pk": "shared"}, "get", CONFIGURE),
     ("integrations:delete", {"pk": "shared"}, "post", expect(builder=302, admin=302)),
+    # An empty form: errors beside the fields (no profile ticked).
+    ("integrations:configuration_create", {"pk": "shared"}, "get", CONFIGURE),
+    ("integrations:configuration_create", {"pk": "shared"}, "post", CONFIGURE),
+    ("integrations:configuration_edit", {"pk": "shared", "configuration_id": "shared_staging"}, "get", CONFIGURE),
+    ("integrations:configuration_edit", {"pk": "shared", "configuration_id": "shared_staging"}, "post", CONFIGURE),
+    # The Default configuration is edited with the integration itself.
+    ("integrations:configuration_edit", {"pk": "shared", "configuration_id": "shared_default"}, "get",
+     expect(builder=302, admin=302)),
+    # Another integration's configuration does not exist under this one.
+    ("integrations:configuration_edit", {"pk": "shared", "configuration_id": "private_default"}, "get",
+     expect(builder=404, admin=404)),
+    ("integrations:configuration_delete", {"pk": "shared", "configuration_id": "shared_staging"}, "get", CONFIGURE),
+    ("integrations:configuration_delete", {"pk": "shared", "configuration_id": "shared_staging"}, "post",
+     expect(builder=302, admin=302)),
+    # The Default configuration cannot be deleted on its own.
+    ("integrations:configuration_delete", {"pk": "shared", "configuration_id": "shared_default"}, "post",
+     expect(builder=404, admin=404)),
     ("integrations:run_query", {"pk": "shared"}, "post", expect(runner=302, builder=302, admin=302)),
     ("integrations:run_query", {"pk": "private"}, "post", expect(runner=404, builder=302, admin=302)),
     ("integrations:run_query", {"pk": "shared"}, "get", NOT_ALLOWED),
@@ -102,17 +121,21 @@ def world(django_user_model) -> World:
     }
     assert not users["admin"].is_superuser and users["admin"].groups.filter(name="Admin").exists()
     config = {"host": "db.internal", "port": 5432, "database": "app", "username": "app", "sslmode": "prefer"}
-    shared = Integration.objects.create(name="Shared", kind="postgres", config=config)
-    shared.shared_with.add(users["runner"])
+    shared = Integration.objects.create_with_default(name="Shared", kind="postgres", config=config)
+    shared.share_with(users["runner"])
+    shared_staging = Configuration.objects.create(integration=shared, config={**config, "host": "staging.internal"})
+    ConfigurationProfile.objects.create(integration=shared, configuration=shared_staging,
+                                        profile=Profile.objects.get(key="staging"))
     plain = Workflow.objects.create(name="plain")
     Step.objects.create(workflow=plain, position=0, name="first", code="return 1")
     fetches_private = Workflow.objects.create(name="fetchesPrivate")
-    private = Integration.objects.create(name="Private", kind="postgres", config=config, fetch_credentials=True,
-                                         credentials_workflow=fetches_private)
+    private = Integration.objects.create_with_default(name="Private", kind="postgres", config=config,
+                                                      fetch_credentials=True, credentials_workflow=fetches_private)
     result = {"statement": "select 1", "columns": ["a"], "rows": [[1]], "row_count": 1, "truncated": False,
               "status": "SELECT 1"}
     ids = {
-        "shared": shared.pk, "private": private.pk, "plain": plain.pk, "fetches_private": fetches_private.pk,
+        "shared": shared.pk, "private": private.pk, "shared_staging": shared_staging.pk,
+        "shared_default": shared.default_configuration.pk, "private_default": private.default_configuration.pk, "plain": plain.pk, "fetches_private": fetches_private.pk,
         "runner_query": QueryRun.objects.create(integration=shared, user=users["runner"], sql="select 1",
                                                 status="succeeded", results=[result]).pk,
         "builder_query": QueryRun.objects.create(integration=shared, user=users["builder"], sql="select 1",

@@ -11,15 +11,15 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def integrations(user):
-    shared = Integration.objects.create(name="Shared", kind="postgres", config={
+    shared = Integration.objects.create_with_default(name="Shared", kind="postgres", config={
         "host": "db.internal", "port": 5432, "database": "app", "username": "app_user", "sslmode": "prefer"})
-    private = Integration.objects.create(name="Private", kind="postgres", config={"host": "secret-host.internal"})
+    private = Integration.objects.create_with_default(name="Private", kind="postgres", config={"host": "secret-host.internal"})
     return shared, private
 
 
 @pytest.fixture
 def runner_client(client, runner, integrations):
-    integrations[0].shared_with.add(runner)
+    integrations[0].share_with(runner)
     client.force_login(runner)
     return client
 
@@ -141,8 +141,9 @@ def test_a_runner_sees_only_their_own_runs_and_only_their_outputs(runner_client,
 def test_a_workflow_that_reads_an_unshared_integration_is_refused_with_a_reason(runner_client, integrations):
     _, private = integrations
     workflow = Workflow.objects.create(name="getSecrets")
-    private.fetch_credentials, private.credentials_workflow = True, workflow
-    private.save()
+    default = private.default_configuration
+    default.fetch_credentials, default.credentials_workflow = True, workflow
+    default.save()
     response = runner_client.post(f"/workflows/{workflow.pk}/run/")
     assert response.status_code == 403
     assert "fetches the credentials of an integration that is not shared with you" in response.content.decode()
