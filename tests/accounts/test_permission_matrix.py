@@ -135,7 +135,8 @@ def world(django_user_model) -> World:
               "status": "SELECT 1"}
     ids = {
         "shared": shared.pk, "private": private.pk, "shared_staging": shared_staging.pk,
-        "shared_default": shared.default_configuration.pk, "private_default": private.default_configuration.pk, "plain": plain.pk, "fetches_private": fetches_private.pk,
+        "shared_default": shared.default_configuration.pk, "private_default": private.default_configuration.pk,
+        "plain": plain.pk, "fetches_private": fetches_private.pk,
         "runner_query": QueryRun.objects.create(integration=shared, user=users["runner"], sql="select 1",
                                                 status="succeeded", results=[result]).pk,
         "builder_query": QueryRun.objects.create(integration=shared, user=users["builder"], sql="select 1",

@@ -13,7 +13,8 @@ pytestmark = pytest.mark.django_db
 def integrations(user):
     shared = Integration.objects.create_with_default(name="Shared", kind="postgres", config={
         "host": "db.internal", "port": 5432, "database": "app", "username": "app_user", "sslmode": "prefer"})
-    private = Integration.objects.create_with_default(name="Private", kind="postgres", config={"host": "secret-host.internal"})
+    private = Integration.objects.create_with_default(name="Private", kind="postgres",
+                                                      config={"host": "secret-host.internal"})
     return shared, private
 
 
