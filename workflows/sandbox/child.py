@@ -8,7 +8,7 @@ the step cannot ``import`` our files by accident).
 Protocol, on the pipes the parent holds:
 1. preload the heavy modules (boto3), then write ``R`` on stdout: ready;
 2. read ONE JSON request from stdin until EOF: code, step_name, steps, params,
-   env, limits, uid/gid. Nothing secret is in this process before this point
+   env, profile, limits, uid/gid. Nothing secret is in this process before this point
    (limits.processes is null when the step's cgroup bounds its processes);
 3. set the limits (hard = soft, so the step cannot raise them), become the
    unprivileged user, point fds 0-2 at /dev/null and ``sys.stdout``/``stderr``
@@ -118,10 +118,12 @@ class CappedText(io.TextIOBase):
 
 
 class _Env:
-    """``Env.aws_access_key_id`` reads CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID as the worker passed it."""
+    """``Env.aws_access_key_id`` reads CREDTOOL_APP_ENV_AWS_ACCESS_KEY_ID as the worker passed it
+    (the worker has already put the run's profile's own values in their place)."""
 
-    def __init__(self, values: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, str], profile: str | None = None) -> None:
         object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_profile", profile)
 
     def __getattr__(self, name: str) -> str:
         if name.startswith("__"):
@@ -129,8 +131,10 @@ class _Env:
         variable = "CREDTOOL_APP_ENV_" + name.upper()
         values = object.__getattribute__(self, "_values")
         if variable not in values:
+            profile = object.__getattribute__(self, "_profile")
+            also = f" nor CREDTOOL_PROFILE_{profile.upper()}_ENV_{name.upper()}" if profile else ""
             # AttributeError, so hasattr(Env, "x") and getattr(Env, "x", default) work.
-            raise AttributeError(f"Env.{name} is not set: the worker has no {variable}")
+            raise AttributeError(f"Env.{name} is not set: the worker has no {variable}{also}")
         return values[variable]
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -289,7 +293,9 @@ def main() -> None:
         namespace: dict = {"__name__": "__step__", "__builtins__": builtins}
         for name, output in request["steps"].items():
             namespace[name] = _StepRef(name, output)
-        namespace.update(Env=_Env(request["env"]), params=_Params(request["params"]))
+        # Set last, so these names win over an earlier step of the same name.
+        profile = request.get("profile")
+        namespace.update(Env=_Env(request["env"], profile), params=_Params(request["params"]), profile=profile)
         try:
             sys.stdout, sys.stderr = stdout, stderr
             exec(compile_step(request["code"], filename), namespace)

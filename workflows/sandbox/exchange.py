@@ -69,7 +69,8 @@ class StepResult:
 
 
 def request_bytes(code: str, step_name: str, steps: Mapping[str, Any], params: Mapping[str, Any],
-                  env: Mapping[str, str], limits: StepLimits, found: Isolation, child: Child) -> bytes:
+                  env: Mapping[str, str], limits: StepLimits, found: Isolation, child: Child, *,
+                  profile: str | None = None) -> bytes:
     """The request for ``child``: the step, and the limits and user its process sets for itself."""
     processes: int | None = limits.processes
     if child.cgroup is not None:
@@ -81,6 +82,7 @@ def request_bytes(code: str, step_name: str, steps: Mapping[str, Any], params: M
         processes += _processes_of(os.getuid())
     return json.dumps({
         "code": code, "step_name": step_name, "steps": dict(steps), "params": dict(params), "env": dict(env),
+        "profile": profile,
         "uid": child.uid if found.mode == "bubblewrap" else None,
         "gid": child.gid if found.mode == "bubblewrap" else None,
         "limits": {"cpu_s": max(1, int(limits.cpu_s or limits.timeout_s)), "memory_mb": limits.memory_mb,

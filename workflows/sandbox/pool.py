@@ -48,8 +48,9 @@ class SandboxPool:
 
     def run_step(self, code: str, *, step_name: str, steps: Mapping[str, Any] | None = None,
                  params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                 limits: StepLimits | None = None) -> StepResult:
-        """Run ``code`` as the body of a function in a child nobody else has had."""
+                 profile: str | None = None, limits: StepLimits | None = None) -> StepResult:
+        """Run ``code`` as the body of a function in a child nobody else has had; it reads
+        ``profile`` (a profile's key) as ``profile``."""
         limits = limits or StepLimits()
         found = self.isolation
         try:
@@ -57,7 +58,8 @@ class SandboxPool:
         except launch.SandboxUnavailable as exc:
             return StepResult(False, error=StepError("SandboxError", str(exc)))
         try:
-            request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found, child)
+            request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found, child,
+                                    profile=profile)
             return run_in(child, request, limits)
         finally:
             launch.stop(child)
@@ -179,6 +181,7 @@ def shutdown() -> None:
 
 def run_step(code: str, *, step_name: str, steps: Mapping[str, Any] | None = None,
              params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-             limits: StepLimits | None = None) -> StepResult:
+             profile: str | None = None, limits: StepLimits | None = None) -> StepResult:
     """Run one step in a fresh sandboxed interpreter from the default pool."""
-    return default_pool().run_step(code, step_name=step_name, steps=steps, params=params, env=env, limits=limits)
+    return default_pool().run_step(code, step_name=step_name, steps=steps, params=params, env=env,
+                                   profile=profile, limits=limits)
