@@ -6,6 +6,11 @@ goes through ``credtool.masking``, by key and by value: a text that any step
 returned under a secret-looking key (or that an ``Env`` value under such a name
 holds) is masked wherever it shows up again, in later outputs, stdout, stderr
 and errors.
+
+Every run runs under a profile (its own, else ``Profile.objects.default()``,
+recorded on the row): its steps read the profile's key as ``profile`` and
+``Env`` as built for that profile (``sandbox.profile_env_from``), and the
+masking uses the same values.
 """
 from __future__ import annotations
 
@@ -20,10 +25,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from credtool.masking import mask_secrets, mask_text, secret_values
+from profiles.models import Profile
 from runs import lifecycle
+from runs.models import RunStatus
 
 from . import sandbox
-from runs.models import RunStatus
 
 from .models import StepRun, Workflow, WorkflowRun
 
@@ -66,14 +72,16 @@ class WorkflowOutcome:
         return f"WorkflowOutcome(status={self.status!r}, steps={len(self.steps)}, error_step={self.error_step!r})"
 
 
-def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env: dict[str, str]) -> WorkflowOutcome:
-    """Run ``(name, code, timeout_s)`` steps in order; stop at the first failure."""
+def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env: dict[str, str],
+              profile: str | None = None) -> WorkflowOutcome:
+    """Run ``(name, code, timeout_s)`` steps in order, each reading ``profile`` (a profile's key);
+    stop at the first failure."""
     started = time.perf_counter()
     outputs: dict[str, Any] = {}
     outcome = WorkflowOutcome(status=RunStatus.SUCCEEDED)
     for name, code, timeout_s in steps:
         result = sandbox.run_step(
-            code, step_name=name, steps=dict(outputs), params=params, env=env,
+            code, step_name=name, steps=dict(outputs), params=params, env=env, profile=profile,
             limits=sandbox.StepLimits(timeout_s=timeout_s),
         )
         step = StepOutcome(
@@ -97,9 +105,12 @@ def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env:
     return outcome
 
 
-def worker_env() -> dict[str, str]:
-    """The ``CREDTOOL_APP_ENV_*`` values of this worker: what steps read as ``Env``."""
-    return sandbox.app_env_from(os.environ)
+def worker_env(profile: Profile | None = None) -> dict[str, str]:
+    """What steps under ``profile`` read as ``Env`` on this worker: its ``CREDTOOL_APP_ENV_*`` values,
+    overridden by the profile's own (without a profile, the shared values alone)."""
+    if profile is None:
+        return sandbox.app_env_from(os.environ)
+    return sandbox.profile_env_from(os.environ, profile.key)
 
 
 def steps_of(workflow: Workflow) -> list[tuple[str, str, int]]:
@@ -142,10 +153,11 @@ def store_outcome(run_id: int, outcome: WorkflowOutcome, env: dict[str, str], *,
 
 
 def submit(workflow: Workflow, user: AbstractBaseUser | None, *, params: dict[str, Any] | None = None,
-           trigger: str = "manual") -> WorkflowRun:
+           trigger: str = "manual", profile: Profile | None = None) -> WorkflowRun:
+    """Queue a run of ``workflow`` for a worker, under ``profile`` (else the default one)."""
     with transaction.atomic():
         run = WorkflowRun.objects.create(workflow=workflow, user=user, params=params or {}, trigger=trigger,
-                                         sent_at=timezone.now())
+                                         profile=profile or Profile.objects.default(), sent_at=timezone.now())
         lifecycle.submit(run)
     return run
 
@@ -155,30 +167,44 @@ def execute(run_id: int) -> None:
     if not lifecycle.claim(WorkflowRun, run_id):
         log.info("workflow run %s is no longer queued; skipping", run_id)
         return
-    run = WorkflowRun.objects.select_related("workflow").get(pk=run_id)
+    run = WorkflowRun.objects.select_related("workflow", "profile").get(pk=run_id)
+    profile = run.profile or _record_default_profile(run)
     with lifecycle.watcher.working_on(WorkflowRun, run_id):
-        outcome, env = _run_safely(run.workflow, {**run.workflow.default_params(), **run.params})
+        outcome, env = _run_safely(run.workflow, {**run.workflow.default_params(), **run.params}, profile)
         store_outcome(run_id, outcome, env)
     log.info("workflow run %s %s in %.1f ms", run_id, outcome.status, outcome.duration_ms)
 
 
 def run_now(workflow: Workflow, *, trigger: str, user: AbstractBaseUser | None = None,
-            hide: Callable[[WorkflowOutcome], list[str]] | None = None) -> WorkflowOutcome:
-    """Run in this process (a worker) now, record it masked, and return the unmasked outcome.
+            hide: Callable[[WorkflowOutcome], list[str]] | None = None,
+            profile: Profile | None = None) -> WorkflowOutcome:
+    """Run in this process (a worker) now, under ``profile`` (else the default one), record it
+    masked, and return the unmasked outcome.
 
     ``hide`` may name more texts to mask in the record, from the outcome (the
     credentials an integration will render from it)."""
-    run = lifecycle.start_running(WorkflowRun, workflow=workflow, user=user, trigger=trigger)
+    profile = profile or Profile.objects.default()
+    run = lifecycle.start_running(WorkflowRun, workflow=workflow, user=user, trigger=trigger, profile=profile)
     with lifecycle.watcher.working_on(WorkflowRun, run.pk):
-        outcome, env = _run_safely(workflow, workflow.default_params())
+        outcome, env = _run_safely(workflow, workflow.default_params(), profile)
         store_outcome(run.pk, outcome, env, also_hidden=hide(outcome) if hide and outcome.ok else ())
     return outcome
 
 
-def _run_safely(workflow: Workflow, params: dict[str, Any]) -> tuple[WorkflowOutcome, dict[str, str]]:
-    env = worker_env()
+def _record_default_profile(run: WorkflowRun) -> Profile | None:
+    """The profile a run queued without one runs under, written on its row so its page says which."""
+    profile = Profile.objects.default()
+    WorkflowRun.objects.filter(pk=run.pk, profile__isnull=True).update(profile=profile)
+    return profile
+
+
+def _run_safely(workflow: Workflow, params: dict[str, Any],
+                profile: Profile | None) -> tuple[WorkflowOutcome, dict[str, str]]:
+    """Run the steps; the Env they were given comes back too, since the record masks its values."""
+    env = worker_env(profile)
     try:
-        return run_steps(steps_of(workflow), params=params, env=env), env
+        return run_steps(steps_of(workflow), params=params, env=env,
+                         profile=profile.key if profile else None), env
     except Exception as exc:  # a bug of ours, or the sandbox could not start: the run must still end, and say why
         log.exception("workflow %s failed unexpectedly", workflow.pk)
         return WorkflowOutcome(status=RunStatus.FAILED,
