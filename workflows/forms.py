@@ -1,9 +1,11 @@
-"""The workflow editor: the workflow's own fields, its steps and its parameters."""
+"""The workflow editor (the workflow's own fields, its steps and its parameters) and the Run workflow form."""
 from __future__ import annotations
 
 from typing import Any
 
 from django import forms
+
+from profiles.models import Profile
 
 from .models import RESERVED_STEP_NAMES, Workflow, identifier
 from .step_code import check_syntax
@@ -25,6 +27,25 @@ class WorkflowForm(forms.ModelForm):
         super().__init__(*args, label_suffix="", **kwargs)
 
 
+class RunForm(forms.Form):
+    """The profile a run of a workflow runs under (its parameters are read from the page's own fields)."""
+
+    profile = forms.ModelChoiceField(
+        label="Profile", queryset=Profile.objects.all(), to_field_name="key", empty_label=None, required=False,
+        error_messages={"invalid_choice": "There is no profile “%(value)s” (it may have just been deleted); "
+                                          "choose one from the list."},
+    )
+
+    def __init__(self, *args: Any, last_choice: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, label_suffix="", **kwargs)
+        chosen = Profile.objects.filter(key=last_choice).first() if last_choice else None
+        self.fields["profile"].initial = chosen or Profile.objects.default()
+
+    def clean_profile(self) -> Profile | None:
+        # Not posted at all (a script, an old page): what a run with no profile runs under.
+        return self.cleaned_data["profile"] or Profile.objects.default()
+
+
 class StepForm(forms.Form):
     name = forms.CharField(label="Step name", max_length=64, validators=[identifier],
                            widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
@@ -33,7 +54,9 @@ class StepForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false", "data-run-shortcut": ""}),
         help_text="A Python function body: <code>return</code> gives the step's output. "
                   "<code>Env.name</code> reads CREDTOOL_APP_ENV_NAME on the worker; earlier steps are "
-                  "<code>stepname.output</code>; parameters are <code>params.name</code>.",
+                  "<code>stepname.output</code>; parameters are <code>params.name</code>. "
+                  "<code>profile</code> is the run's profile key (e.g. <code>\"staging\"</code>); "
+                  "CREDTOOL_PROFILE_STAGING_ENV_NAME, if set, overrides <code>Env.name</code> in Staging runs.",
     )
     timeout_s = forms.IntegerField(label="Timeout (seconds)", initial=30, min_value=1, max_value=600)
 

@@ -13,8 +13,8 @@ from audit.log import record_event
 from runs import lifecycle
 
 from . import access, editing, runner
-from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, StepFormSet, WorkflowForm, posted_rows,
-                    rearrange, step_initial)
+from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, RunForm, StepFormSet, WorkflowForm,
+                    posted_rows, rearrange, step_initial)
 from .models import Workflow, WorkflowRun
 
 STEP_FIELDS = ("name", "code", "timeout_s")
@@ -108,19 +108,43 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "workflows/workflow_detail.html", _detail_context(request, workflow))
 
 
-def _detail_context(request: HttpRequest, workflow: Workflow, run: WorkflowRun | None = None) -> dict:
-    recent = access.runs_for(request.user).filter(workflow=workflow).select_related("user").defer("output")[:15]
-    return {"workflow": workflow, "run": run, "recent_runs": recent, "sees_steps": access.sees_steps(request.user)}
+def _detail_context(request: HttpRequest, workflow: Workflow, run: WorkflowRun | None = None,
+                    run_form: RunForm | None = None) -> dict:
+    recent = (access.runs_for(request.user).filter(workflow=workflow).select_related("user", "profile")
+              .defer("output")[:15])
+    return {"workflow": workflow, "run": run, "recent_runs": recent, "sees_steps": access.sees_steps(request.user),
+            "run_form": run_form or _run_form(request, workflow)}
+
+
+def _last_profile_key(workflow: Workflow) -> str:
+    return f"workflow-profile-{workflow.pk}"
+
+
+def _run_form(request: HttpRequest, workflow: Workflow, data: dict | None = None) -> RunForm:
+    """The Run workflow form; its Profile starts at this user's last choice for this workflow."""
+    return RunForm(data, last_choice=request.session.get(_last_profile_key(workflow)))
 
 
 @require_POST
 @_can("workflows.run_workflow")
 def start_run(request: HttpRequest, pk: int) -> HttpResponse:
     workflow = _runnable(request, pk)
+    form = _run_form(request, workflow, request.POST)
+    # Checked again for the chosen profile: a Runner may be allowed some profiles only.
+    refusal = form.is_valid() and access.run_refusal(request.user, workflow, form.cleaned_data["profile"])
+    if refusal:
+        form.add_error("profile", refusal)
+    if form.errors:
+        if request.htmx:
+            return render(request, "workflows/_run_form_errors.html", {"form": form})
+        return render(request, "workflows/workflow_detail.html", _detail_context(request, workflow, run_form=form))
+    profile = form.cleaned_data["profile"]
     params = {p["name"]: request.POST.get(f"param-{p['name']}", p.get("default", "")) for p in workflow.parameters}
     with transaction.atomic():  # the run and its audit event: one write, one commit
-        run = runner.submit(workflow, request.user, params=params)
-        record_event(request, "run_workflow", workflow, run=run.pk)
+        run = runner.submit(workflow, request.user, params=params, profile=profile)
+        record_event(request, "run_workflow", workflow, run=run.pk, profile=profile.key if profile else None)
+    if profile is not None:
+        request.session[_last_profile_key(workflow)] = profile.key
     if request.htmx:
         return render(request, "workflows/_workflow_run.html", {"run": run, "sees_steps": access.sees_steps(request.user)})
     return redirect("workflows:run_detail", pk=workflow.pk, run_id=run.pk)
@@ -129,8 +153,8 @@ def start_run(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @_can("workflows.view_workflow")
 def workflow_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(access.runs_for(request.user).select_related("workflow", "user"), pk=run_id,
-                            workflow_id=pk)
+    run = get_object_or_404(access.runs_for(request.user).select_related("workflow", "user", "profile"),
+                            pk=run_id, workflow_id=pk)
     run = lifecycle.reap_if_lost(run)
     if request.htmx:
         response = render(request, "workflows/_workflow_run.html",
