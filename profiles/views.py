@@ -55,7 +55,8 @@ def _edit(request: HttpRequest, profile: Profile | None) -> HttpResponse:
 def profile_delete(request: HttpRequest, pk: int) -> HttpResponse:
     profile = get_object_or_404(Profile, pk=pk)
     using = configurations_using(profile)
-    if request.method == "POST" and not using:
+    last = not Profile.objects.exclude(pk=profile.pk).exists()
+    if request.method == "POST" and not using and not last:
         name = profile.name
         with transaction.atomic():
             record_event(request, "delete", profile)
@@ -64,4 +65,4 @@ def profile_delete(request: HttpRequest, pk: int) -> HttpResponse:
         return redirect("profiles:list")
     if request.method == "POST":
         messages.error(request, f"“{profile.name}” is still used and was not deleted.")
-    return render(request, "profiles/profile_confirm_delete.html", {"profile": profile, "using": using})
+    return render(request, "profiles/profile_confirm_delete.html", {"profile": profile, "using": using, "last": last})

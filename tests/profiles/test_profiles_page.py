@@ -67,3 +67,11 @@ def test_builders_and_runners_cannot_manage_profiles(client, django_user_model):
         assert client.get("/profiles/").status_code == 403
         assert client.post("/profiles/new/", {"name": "X", "key": "x"}).status_code == 403
     assert not Profile.objects.filter(key="x").exists()
+
+
+def test_the_last_profile_is_not_deleted(admin_client):
+    Profile.objects.get(key="staging").delete()
+    production = Profile.objects.get()
+    assert "is the only profile and cannot be deleted" in admin_client.get(f"/profiles/{production.pk}/delete/").content.decode()
+    admin_client.post(f"/profiles/{production.pk}/delete/")
+    assert Profile.objects.filter(pk=production.pk).exists()
