@@ -5,8 +5,11 @@ and a throwaway MariaDB, each with a small ``orders`` table, a local JSON API
 that wants a bearer token, the web server and a worker, and seeds the flow of
 the docs for each kind: a secret, a workflow that reads it (``getSecrets`` for
 PostgreSQL, as in the docs; ``getMysqlSecrets``; ``getApiToken``) and an
-integration whose fields are bindings. Its data lives in var/demo/ and goes
-when the demo stops.
+integration whose fields are bindings. Shop orders (PostgreSQL) has both
+profiles: Production's database and Staging's own (fewer, test orders), and
+getSecrets reads each profile's secret (``postgresSecrets``,
+``postgresSecrets-staging``) by the ``profile`` its run is under. Its data
+lives in var/demo/ and goes when the demo stops.
 """
 from __future__ import annotations
 
@@ -32,7 +35,8 @@ import boto3
 import json
 from botocore.exceptions import ClientError
 
-secret_name = "postgresSecrets"
+# Each profile has its own secret: postgresSecrets (Production), postgresSecrets-staging, ...
+secret_name = "postgresSecrets" if profile == "production" else f"postgresSecrets-{profile}"
 region_name = "us-east-1"
 
 session = boto3.session.Session()
@@ -65,8 +69,9 @@ BINDINGS = {
 
 
 def secret_step(secret_name: str) -> str:
-    """The reference step, reading ``secret_name`` instead of postgresSecrets."""
-    return GET_SECRETS_CODE.replace('secret_name = "postgresSecrets"', f'secret_name = "{secret_name}"')
+    """The reference step, reading ``secret_name`` (whatever the profile) instead of postgresSecrets."""
+    lines = [line for line in GET_SECRETS_CODE.splitlines(keepends=True) if "Each profile has its own" not in line]
+    return "".join(f'secret_name = "{secret_name}"\n' if line.startswith("secret_name =") else line for line in lines)
 
 
 MYSQL_BINDINGS = {**{k: v.replace("getSecrets", "getMysqlSecrets") for k, v in BINDINGS.items() if k != "sslmode"},
@@ -92,24 +97,26 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:g} s")
 
 
-def seed_database(superuser_url: str, password: str) -> None:
+def seed_database(superuser_url: str, password: str, *, database: str = "shop", role: str = "shop_app",
+                  orders: int = 250, customers: str = "'Ada Lovelace', 'Grace Hopper', 'Alan Turing', "
+                                                       "'Edsger Dijkstra', 'Barbara Liskov'") -> None:
     import psycopg
 
     with psycopg.connect(superuser_url, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE shop_app LOGIN PASSWORD '{password}'")
-        conn.execute("CREATE DATABASE shop OWNER shop_app")
-    with psycopg.connect(superuser_url, dbname="shop", autocommit=True) as conn:
-        conn.execute("SET ROLE shop_app")
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        conn.execute(f"CREATE DATABASE {database} OWNER {role}")
+    with psycopg.connect(superuser_url, dbname=database, autocommit=True) as conn:
+        conn.execute(f"SET ROLE {role}")
         conn.execute("""
             CREATE TABLE orders (id serial PRIMARY KEY, customer text NOT NULL, total numeric(10, 2) NOT NULL,
                                  status text NOT NULL, ordered_at timestamptz NOT NULL DEFAULT now());
             INSERT INTO orders (customer, total, status, ordered_at)
-            SELECT (ARRAY['Ada Lovelace', 'Grace Hopper', 'Alan Turing', 'Edsger Dijkstra', 'Barbara Liskov'])[1 + g % 5],
+            SELECT (ARRAY[{customers}])[1 + g % 5],
                    round((random() * 500)::numeric, 2),
                    (ARRAY['paid', 'shipped', 'refunded', 'pending'])[1 + g % 4],
                    now() - (g || ' hours')::interval
-            FROM generate_series(1, 250) AS g;
-        """)
+            FROM generate_series(1, {orders}) AS g;
+        """.format(customers=customers, orders=orders))
 
 
 def seed_mysql(admin_url: str, password: str) -> None:
@@ -138,7 +145,8 @@ def seed_app(port: int, api_url: str) -> None:
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
 
-    from integrations.models import Integration
+    from integrations.models import Configuration, ConfigurationProfile, Integration
+    from profiles.models import Profile
     from workflows.models import Step, Workflow
 
     call_command("migrate", verbosity=0)
@@ -152,12 +160,18 @@ def seed_app(port: int, api_url: str) -> None:
         workflow, _ = Workflow.objects.get_or_create(
             name=workflow_name, defaults={"description": f"Reads {secret_name} from AWS Secrets Manager"})
         workflow.steps.all().delete()
-        Step.objects.create(workflow=workflow, position=0, name="getSecret", code=secret_step(secret_name),
-                            timeout_s=30)
+        code = GET_SECRETS_CODE if workflow_name == "getSecrets" else secret_step(secret_name)
+        Step.objects.create(workflow=workflow, position=0, name="getSecret", code=code, timeout_s=30)
         Integration.objects.filter(name=integration_name).delete()
-        Integration.objects.create_with_default(
+        integration = Integration.objects.create_with_default(
             name=integration_name, kind=kind, fetch_credentials=True, credentials_workflow=workflow,
             credentials_cache_s=300, config=config)
+        if workflow_name == "getSecrets":
+            # Staging's own configuration: the same workflow, which reads postgresSecrets-staging under Staging.
+            staging = Configuration.objects.create(integration=integration, config=config, fetch_credentials=True,
+                                                   credentials_workflow=workflow, credentials_cache_s=60)
+            ConfigurationProfile.objects.create(integration=integration, configuration=staging,
+                                                profile=Profile.objects.get(key="staging"))
 
 
 def main() -> None:
@@ -174,7 +188,10 @@ def main() -> None:
     api = localapi.LocalApi(secret="demo-" + secrets.token_urlsafe(12))
     try:
         db_password = secrets.token_urlsafe(12)
+        staging_password = secrets.token_urlsafe(12)
         seed_database(postgres.url, db_password)
+        seed_database(postgres.url, staging_password, database="shop_staging", role="shop_staging", orders=20,
+                      customers="'Test Customer 1', 'Test Customer 2', 'Test Customer 3', 'QA Bot', 'Demo User'")
         seed_mysql(mariadb.url, db_password)
 
         moto_port = free_port()
@@ -187,9 +204,12 @@ def main() -> None:
 
         aws = {"aws_access_key_id": "demo-access-key", "aws_secret_access_key": "demo-secret-key"}
         manager = boto3.client("secretsmanager", region_name="us-east-1", endpoint_url=moto_url, **aws)
-        for name, port in (("postgresSecrets", postgres.port), ("mysqlSecrets", mariadb.port)):
+        for name, port, database, role, password in (
+                ("postgresSecrets", postgres.port, "shop", "shop_app", db_password),
+                ("postgresSecrets-staging", postgres.port, "shop_staging", "shop_staging", staging_password),
+                ("mysqlSecrets", mariadb.port, "shop", "shop_app", db_password)):
             manager.create_secret(Name=name, SecretString=json.dumps({
-                "host": "127.0.0.1", "port": port, "dbname": "shop", "username": "shop_app", "password": db_password}))
+                "host": "127.0.0.1", "port": port, "dbname": database, "username": role, "password": password}))
         manager.create_secret(Name="ordersApiToken", SecretString=json.dumps({"token": api.secret}))
 
         web_port = int(os.environ.get("PORT", "8000"))
@@ -208,7 +228,8 @@ def main() -> None:
 
   - Workflows › getSecrets reads the secret postgresSecrets from AWS Secrets Manager (moto, {moto_url})
   - Integrations › Shop orders fetches its credentials with it: open it and click Run query
-    (try: select status, count(*), sum(total) from orders group by status)
+    (try: select status, count(*), sum(total) from orders group by status); switch Profile to
+    Staging and the same workflow reads postgresSecrets-staging: Staging's own database answers
   - Shop orders (MySQL) does the same on MariaDB with getMysqlSecrets; Orders API calls a local
     JSON API ({api.url}) with a bearer token that getApiToken reads (try: GET /orders)
   Ctrl+C stops everything.
