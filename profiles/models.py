@@ -5,6 +5,9 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 KEY_PATTERN = r"^[a-z][a-z0-9_]{0,29}$"
+# CREDTOOL_PROFILE_<KEY>_ENV_<NAME> must name one profile: a key "a_env" would make
+# CREDTOOL_PROFILE_A_ENV_ENV_X read as profile "a" too.
+NO_ENV_PART = r"^(?!.*_env(_|$))"
 
 
 class ProfileQuerySet(models.QuerySet["Profile"]):
@@ -19,7 +22,9 @@ class Profile(models.Model):
 
     key = models.CharField(
         "Key", max_length=30, unique=True,
-        validators=[RegexValidator(KEY_PATTERN, "Use lower-case letters, digits and _; start with a letter.")],
+        validators=[RegexValidator(KEY_PATTERN, "Use lower-case letters, digits and _; start with a letter."),
+                    RegexValidator(NO_ENV_PART, "A key cannot contain “_env”: it would make per-profile Env "
+                                                "variable names ambiguous.")],
         help_text="Lower-case letters, digits and _, e.g. qa. Steps read it as profile; it cannot change later.",
     )
     name = models.CharField("Name", max_length=60, unique=True)

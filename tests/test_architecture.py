@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["credtool", "runs", "audit", "accounts", "workflows", "integrations"]
+LAYERS = ["credtool", "audit", "profiles", "runs", "accounts", "workflows", "integrations"]
 NOT_FOR_THE_APP = {"devtools", "bench", "tests"}
 
 

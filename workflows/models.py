@@ -13,7 +13,7 @@ identifier = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*\Z",
     "Use letters, digits and underscores, not starting with a digit (it is used in code and bindings).",
 )
-RESERVED_STEP_NAMES = frozenset({"Env", "params", "print", "json", "True", "False", "None"})
+RESERVED_STEP_NAMES = frozenset({"Env", "params", "profile", "print", "json", "True", "False", "None"})
 
 
 class Workflow(models.Model):

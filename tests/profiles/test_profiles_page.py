@@ -34,7 +34,7 @@ def test_an_admin_adds_a_profile_and_renames_it_but_its_key_stays(admin_client):
 
 @pytest.mark.parametrize("key, message", [
     ("QA", "Use lower-case letters"), ("1qa", "Use lower-case letters"), ("q-a", "Use lower-case letters"),
-    ("staging", "A profile with this key already exists."),
+    ("staging", "A profile with this key already exists."), ("qa_env", "cannot contain “_env”"),
 ])
 def test_a_bad_key_is_refused_beside_the_field(admin_client, key, message):
     response = admin_client.post("/profiles/new/", {"name": "Other", "key": key})
