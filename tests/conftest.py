@@ -136,6 +136,14 @@ def integration(target_db, user):
         secrets={"password": target_db.password})
 
 
+def stored_default(integration):
+    """The integration's Default configuration as stored now (``default_configuration`` is cached
+    on the object, so a test that saved through the web reads it again here)."""
+    from integrations.models import Configuration
+
+    return Configuration.objects.get(integration=integration, is_default=True)
+
+
 # --- MySQL (MariaDB) ---------------------------------------------------------------
 
 @pytest.fixture(scope="session")
@@ -373,6 +381,19 @@ def result(run, number: int = 1) -> dict:
 # --- Users and the browser -------------------------------------------------------
 
 USER_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def seeded_profiles(request):
+    """Production and Staging, as the migration seeds them: a transactional test empties every
+    table when it ends, and every query runs under a profile."""
+    if request.node.get_closest_marker("django_db") is None:
+        return
+    request.getfixturevalue("_django_db_helper")
+    from profiles.models import Profile
+
+    for key, name in (("production", "Production"), ("staging", "Staging")):
+        Profile.objects.get_or_create(key=key, defaults={"name": name})
 
 
 @pytest.fixture(autouse=True)

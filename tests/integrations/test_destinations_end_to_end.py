@@ -35,10 +35,9 @@ TARGETS = [("169.254.169.254", 5432, "blocked address"), ("::ffff:169.254.169.25
 @pytest.mark.parametrize("host, port, refusal", TARGETS)
 def test_run_query_and_test_connection_refuse_the_destination(logged_in_client, user, host, port, refusal,
                                                              target_db):
-    integration = Integration(name="Probe", kind="postgres", created_by=user, config={
-        "host": host, "port": port, "database": "postgres", "username": "postgres", "sslmode": "disable"})
-    integration.set_secrets({"password": "x"})
-    integration.save()
+    integration = Integration.objects.create_with_default(name="Probe", kind="postgres", created_by=user, config={
+        "host": host, "port": port, "database": "postgres", "username": "postgres", "sslmode": "disable"},
+        secrets={"password": "x"})
     logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1"})
     run = wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk)
     assert run.status == "failed" and run.error_stage == "connection" and refusal in run.error

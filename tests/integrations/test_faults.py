@@ -65,11 +65,11 @@ def test_a_database_restart_fails_queries_clearly_and_they_recover(logged_in_cli
 
     server = localpg.start()
     try:
-        integration = Integration(name="Restarting", kind="postgres", created_by=user)
-        integration.config = {"host": "127.0.0.1", "port": server.port, "database": "postgres",
-                              "username": "postgres", "sslmode": "disable"}
-        integration.set_secrets({"password": localpg.SUPERUSER_PASSWORD})
-        integration.save()
+        integration = Integration.objects.create_with_default(
+            name="Restarting", kind="postgres", created_by=user,
+            config={"host": "127.0.0.1", "port": server.port, "database": "postgres", "username": "postgres",
+                    "sslmode": "disable"},
+            secrets={"password": localpg.SUPERUSER_PASSWORD})
 
         def query():
             logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1"})

@@ -54,10 +54,17 @@ def workflow(secret_id):
 
 @pytest.fixture
 def integration(workflow, user):
-    integration = Integration.objects.create(
+    return Integration.objects.create_with_default(
         name="Fetched", kind="postgres", created_by=user, fetch_credentials=True, credentials_workflow=workflow,
         credentials_cache_s=300, config=BINDINGS)
-    return integration
+
+
+def save_default(integration, **fields) -> None:
+    """Set ``fields`` on the integration's Default configuration and save it."""
+    default = integration.default_configuration
+    for name, value in fields.items():
+        setattr(default, name, value)
+    default.save()
 
 
 @pytest.fixture
@@ -92,8 +99,7 @@ def test_queries_within_the_cache_time_reuse_one_fetch(logged_in_client, integra
 
 
 def test_cache_time_zero_runs_the_workflow_before_every_query(logged_in_client, integration, workflow):
-    integration.credentials_cache_s = 0
-    integration.save()
+    save_default(integration, credentials_cache_s=0)
     for _ in range(3):
         assert query(logged_in_client, integration).status == "succeeded"
     assert credential_fetches(workflow) == 3
@@ -101,8 +107,7 @@ def test_cache_time_zero_runs_the_workflow_before_every_query(logged_in_client, 
 
 def test_editing_the_integration_or_the_workflow_fetches_again(logged_in_client, integration, workflow):
     query(logged_in_client, integration)
-    integration.revision += 1
-    integration.save()
+    save_default(integration, revision=integration.default_configuration.revision + 1)
     query(logged_in_client, integration)
     assert credential_fetches(workflow) == 2
     workflow.revision += 1
@@ -156,8 +161,7 @@ def test_an_unreachable_secrets_manager_fails_at_the_workflow_stage(logged_in_cl
 
 
 def test_a_binding_to_a_missing_field_fails_at_the_binding_stage(logged_in_client, integration):
-    integration.config = {**BINDINGS, "host": "{{getSecrets.response.hostname}}"}
-    integration.save()
+    save_default(integration, config={**BINDINGS, "host": "{{getSecrets.response.hostname}}"})
     run = query(logged_in_client, integration)
     assert run.status == "failed" and run.error_stage == "binding"
     assert "getSecrets.response.hostname" in run.error and 'no key "hostname"' in run.error
@@ -195,10 +199,10 @@ def test_a_workers_pg_variables_and_password_files_never_fill_an_empty_binding(
     try:
         secretsmanager.put_secret_value(SecretId=secret_id,
                                         SecretString=json.dumps(secret_payload(target_db, password="")))
-        static = Integration(name="Static", kind="postgres", created_by=user)
-        static.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-        static.set_secrets({"password": target_db.password})
-        static.save()
+        static = Integration.objects.create_with_default(
+            name="Static", kind="postgres", created_by=user,
+            config={k: v for k, v in target_db.form_values().items() if k != "password"},
+            secrets={"password": target_db.password})
         runs = [QueryRun.objects.create(integration=i, sql="create temp table t(i int)", sent_at=timezone.now())
                 for i in (integration, static)]
         for run in runs:
@@ -238,8 +242,7 @@ def test_a_fetched_secret_never_shows_in_an_error(logged_in_client, integration,
     secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps(
         {**secret_payload(target_db), "api_token": secret}))
     bindings = {**BINDINGS, "host": "{{getSecrets.response.%s}}" % key}
-    integration.config = bindings
-    integration.save()
+    save_default(integration, config=bindings)
     run = query(logged_in_client, integration)
     assert run.status == "failed" and run.error_stage == "connection"
     assert secret not in run.error and "••••••••" in run.error
@@ -257,8 +260,7 @@ def test_a_password_bound_from_a_harmless_key_is_masked_in_the_fetch_record(
     """The secret's key is "pw", which no rule calls secret: bound to Password, it is masked anyway."""
     secretsmanager.put_secret_value(SecretId=secret_id, SecretString=json.dumps(
         {**secret_payload(target_db), "pw": target_db.password, "password": None}))
-    integration.config = {**BINDINGS, "password": "{{getSecrets.response.pw}}"}
-    integration.save()
+    save_default(integration, config={**BINDINGS, "password": "{{getSecrets.response.pw}}"})
     assert query(logged_in_client, integration).status == "succeeded"
     record = WorkflowRun.objects.filter(workflow=workflow, trigger="credentials").latest("pk")
     assert record.output["pw"] == "••••••••"
@@ -267,8 +269,7 @@ def test_a_password_bound_from_a_harmless_key_is_masked_in_the_fetch_record(
 def test_the_cache_time_is_kept_and_then_expires(logged_in_client, integration, workflow):
     import time
 
-    integration.credentials_cache_s = 2
-    integration.save()
+    save_default(integration, credentials_cache_s=2)
     started = time.monotonic()
     assert query(logged_in_client, integration).status == "succeeded"
     assert query(logged_in_client, integration).status == "succeeded"
@@ -292,7 +293,8 @@ def test_credentials_never_reach_the_database_records(logged_in_client, integrat
     from django.db import connection
 
     with connection.cursor() as cursor:
-        for table in ("integrations_queryrun", "integrations_integration", "workflows_workflowrun",
+        for table in ("integrations_queryrun", "integrations_integration", "integrations_configuration",
+                      "workflows_workflowrun",
                       "workflows_steprun", "integrations_connectioncheck"):
             cursor.execute(f"select * from {table}")
             assert target_db.password not in json.dumps(cursor.fetchall(), default=str), table

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 TEXT = st.text(max_size=300) | st.sampled_from(["", " ", "{{", "}}", "{{w.response.x}}", "/tmp/sock", "5432",
                                                  "-1", "99999999999999999999", "\x00", "é" * 50, "a" * 2000])
 FIELDS = ("name", "host", "port", "database", "username", "password", "sslmode", "statement_timeout_s",
-          "credentials_cache_s", "fetch_credentials", "credentials_workflow")
+          "credentials_cache_s", "fetch_credentials", "credentials_workflow", "shared_with")
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -47,16 +47,18 @@ def test_workflow_form_never_fails_and_never_half_saves(logged_in_client, name, 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sql=TEXT)
 def test_query_form_refuses_bad_input_without_a_server_error(logged_in_client, sql):
-    integration, _ = Integration.objects.get_or_create(name="P", kind="postgres", config={})
+    integration = (Integration.objects.filter(name="P").first()
+                   or Integration.objects.create_with_default(name="P", kind="postgres", config={}))
     response = logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": sql}, HTTP_HX_REQUEST="true")
     assert response.status_code == 200
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(workflow=TEXT, preview_run=TEXT, integration=TEXT)
+@given(workflow=TEXT, preview_run=TEXT, integration=TEXT, configuration=TEXT, profiles=TEXT)
 def test_preview_and_test_connection_refuse_bad_ids_without_a_server_error(logged_in_client, workflow, preview_run,
-                                                                         integration):
+                                                                         integration, configuration, profiles):
     data = {"kind": "postgres", "credentials_workflow": workflow, "preview_run": preview_run,
-            "integration": integration, "fetch_credentials": "on"}
+            "integration": integration, "fetch_credentials": "on", "configuration": configuration,
+            "profiles": profiles}
     for url in ("/integrations/preview-credentials/", "/integrations/test-connection/"):
         assert logged_in_client.post(url, data, HTTP_HX_REQUEST="true").status_code in (200, 404)

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection
 
 from integrations.models import Integration
+from tests.conftest import stored_default
 
 pytestmark = pytest.mark.django_db
 
@@ -36,10 +37,10 @@ def test_saved_password_is_encrypted_at_rest_and_never_rendered(logged_in_client
     integration = Integration.objects.get(name="Billing DB")
     assert response.status_code == 302 and response["Location"] == f"/integrations/{integration.pk}/"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT config, secrets_encrypted FROM integrations_integration")
+        cursor.execute("SELECT config, secrets_encrypted FROM integrations_configuration")
         raw = " ".join(str(col) for row in cursor.fetchall() for col in row)
     assert "s3cret-pw!" not in raw
-    assert integration.secrets() == {"password": "s3cret-pw!"}
+    assert integration.default_configuration.secrets() == {"password": "s3cret-pw!"}
     for url in (f"/integrations/{integration.pk}/", f"/integrations/{integration.pk}/edit/", "/integrations/"):
         assert "s3cret-pw!" not in logged_in_client.get(url).content.decode()
 
@@ -52,10 +53,11 @@ def test_blank_password_on_edit_keeps_stored_one(logged_in_client):
         "username": "app_user", "password": "", "sslmode": "require", "statement_timeout_s": "10"})
     assert response.status_code == 302
     integration.refresh_from_db()
-    assert integration.config["database"] == "billing2" and integration.config["sslmode"] == "require"
-    assert integration.secrets() == {"password": "s3cret-pw!"}
+    default = stored_default(integration)
+    assert default.config["database"] == "billing2" and default.config["sslmode"] == "require"
+    assert default.secrets() == {"password": "s3cret-pw!"}
     assert integration.statement_timeout_s == 10
-    assert integration.revision == 2
+    assert default.revision == 2
 
 
 @pytest.mark.parametrize("changed", [{"host": "db2.example.com"}, {"port": "5433"}, {"username": "other_user"}])
@@ -69,8 +71,8 @@ def test_a_blank_password_is_not_kept_for_another_destination(logged_in_client, 
     assert response.status_code == 200
     assert "Type the password again: the host, port or username changed" in page
     assert page.index("Type the password again") > page.index('name="password"')  # beside the field
-    integration.refresh_from_db()
-    assert integration.config["host"] == "db.example.com" and integration.revision == 1
+    default = stored_default(integration)
+    assert default.config["host"] == "db.example.com" and default.revision == 1
     # Typed again, it saves.
     assert logged_in_client.post(f"/integrations/{integration.pk}/edit/", {**data, "password": "new"}).status_code == 302
 

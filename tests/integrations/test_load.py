@@ -56,10 +56,10 @@ def test_a_thousand_queries_from_twenty_clients_complete_exactly_once(live_serve
     with target_db.admin() as conn:
         conn.execute("DROP TABLE IF EXISTS hits; CREATE TABLE hits (marker uuid PRIMARY KEY); "
                      "ALTER TABLE hits OWNER TO app_user")
-    integration = Integration(name="Load", kind="postgres", created_by=user)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
+    integration = Integration.objects.create_with_default(
+        name="Load", kind="postgres", created_by=user,
+        config={k: v for k, v in target_db.form_values().items() if k != "password"},
+        secrets={"password": target_db.password})
     worker_rss: list[float] = []
     failures: list[str] = []
 

@@ -29,8 +29,10 @@ def check(client, **values) -> ConnectionCheck:
 def test_the_form_has_the_mysql_fields(logged_in_client):
     page = logged_in_client.get("/integrations/new/?kind=mysql").content.decode()
     for label in ("Kind", "Name", "Host", "Port", "Database", "Username", "Password", "SSL mode",
-                  "Statement timeout (seconds)", "Read-only", "Shared with", "Fetch credentials dynamically"):
+                  "Statement timeout (seconds)", "Read-only", "Fetch credentials dynamically"):
         assert f">{label}</label>" in page, label
+    # Shared with is a grid of checkboxes (a user per row, a profile per column): its label names the table.
+    assert 'id="shared-with-label">Shared with</span>' in page and 'aria-labelledby="shared-with-label"' in page
     assert 'value="3306"' in page and 'value="preferred" selected' in page
     assert "MySQL connection" in page
 
@@ -171,7 +173,7 @@ def fetched(secretsmanager, mysql_target, user):
     secretsmanager.create_secret(Name=name, SecretString=json.dumps(payload))
     workflow = Workflow.objects.create(name="getMySQLSecrets", parameters=[{"name": "secret_id", "default": name}])
     Step.objects.create(workflow=workflow, position=0, name="fetch", code=GET_SECRETS, timeout_s=20)
-    integration = Integration.objects.create(
+    integration = Integration.objects.create_with_default(
         name="Shop (fetched)", kind="mysql", created_by=user, fetch_credentials=True, credentials_workflow=workflow,
         config={"host": "{{getMySQLSecrets.response.host}}", "port": "{{getMySQLSecrets.response.port}}",
                 "database": "{{getMySQLSecrets.response.dbname}}",

@@ -107,8 +107,9 @@ def test_csv_download_has_header_and_rows(logged_in_client, integration):
 
 
 def test_wrong_password_shows_the_servers_message(logged_in_client, integration):
-    integration.set_secrets({"password": "not-the-password"})
-    integration.save()
+    default = integration.default_configuration
+    default.set_secrets({"password": "not-the-password"})
+    default.save()
     finished = run(logged_in_client, integration, "select 1")
     assert finished.status == "failed" and finished.error_stage == "connection"
     assert 'password authentication failed for user "app_user"' in finished.error

@@ -217,8 +217,9 @@ def test_csv_cells_that_would_run_as_formulas_are_made_text(logged_in_client, in
 
 
 def test_text_the_parser_cannot_read_is_the_servers_to_report(logged_in_client, integration, read_only):
-    writable = Integration.objects.create(name="W", kind="postgres", config=integration.config,
-                                          secrets_encrypted=integration.secrets_encrypted)
+    default = integration.default_configuration
+    writable = Integration.objects.create_with_default(name="W", kind="postgres", config=default.config,
+                                                       secrets=default.secrets())
     failed = run(logged_in_client, writable, "selec 1")
     assert failed.status == "failed" and 'syntax error at or near "selec"' in failed.error
     refused = run(logged_in_client, read_only, "selec 1")

@@ -24,12 +24,10 @@ def api():
 
 @pytest.fixture
 def rest(api, user):
-    integration = Integration(name="Orders API", kind="rest", created_by=user, statement_timeout_s=10,
-                              config={"base_url": api.url + "/", "auth": "bearer", "headers": "Accept: application/json",
-                                      "verify_tls": True})
-    integration.set_secrets({"bearer_token": TOKEN})
-    integration.save()
-    return integration
+    return Integration.objects.create_with_default(
+        name="Orders API", kind="rest", created_by=user, statement_timeout_s=10,
+        config={"base_url": api.url + "/", "auth": "bearer", "headers": "Accept: application/json", "verify_tls": True},
+        secrets={"bearer_token": TOKEN})
 
 
 def send(client, integration, method="GET", path="/orders", body="", timeout=30) -> QueryRun:
@@ -114,10 +112,9 @@ def test_an_invalid_json_body_is_refused_beside_the_field(logged_in_client, rest
 def test_basic_and_api_key_authentication(logged_in_client, user, scheme, secret, values):
     server = LocalApi(auth=scheme, secret=secret)
     try:
-        integration = Integration(name=scheme, kind="rest", created_by=user, config={
-            "base_url": server.url, **{k: v for k, v in values.items() if k not in ("password", "api_key")}})
-        integration.set_secrets({k: v for k, v in values.items() if k in ("password", "api_key")})
-        integration.save()
+        integration = Integration.objects.create_with_default(name=scheme, kind="rest", created_by=user, config={
+            "base_url": server.url, **{k: v for k, v in values.items() if k not in ("password", "api_key")}},
+            secrets={k: v for k, v in values.items() if k in ("password", "api_key")})
         assert send(logged_in_client, integration).status == "succeeded"
     finally:
         server.stop()
@@ -179,7 +176,7 @@ def test_a_fetched_token_and_its_rotation(logged_in_client, api, user, secretsma
     try:
         workflow = Workflow.objects.create(name="getToken")
         Step.objects.create(workflow=workflow, position=0, name="fetch", code=GET_TOKEN, timeout_s=20)
-        integration = Integration.objects.create(
+        integration = Integration.objects.create_with_default(
             name="Fetched API", kind="rest", created_by=user, fetch_credentials=True, credentials_workflow=workflow,
             config={"base_url": api.url, "auth": "bearer", "bearer_token": "{{getToken.response.access_token}}",
                     "headers": "X-Tenant: {{getToken.response.tenant}}", "verify_tls": True})

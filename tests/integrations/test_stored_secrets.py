@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from integrations.models import ConnectionCheck, Integration
-from tests.conftest import wait_for_final
+from tests.conftest import stored_default, wait_for_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -78,16 +78,14 @@ def capture():
 
 @pytest.fixture
 def integration(user, target_db):
-    integration = Integration(name="Billing", kind="postgres", created_by=user)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": STORED})
-    integration.save()
-    return integration
+    return Integration.objects.create_with_default(
+        name="Billing", kind="postgres", created_by=user,
+        config={k: v for k, v in target_db.form_values().items() if k != "password"}, secrets={"password": STORED})
 
 
 def form_data(integration: Integration, **changes: object) -> dict[str, object]:
     return {"integration": str(integration.pk), "name": integration.name, "statement_timeout_s": "30",
-            **integration.config, "password": "", **changes}
+            **integration.default_configuration.config, "password": "", **changes}
 
 
 def test_test_connection_to_another_host_asks_for_the_password_and_sends_nothing(
@@ -102,8 +100,7 @@ def test_save_to_another_host_with_a_blank_password_is_refused(logged_in_client,
     response = logged_in_client.post(f"/integrations/{integration.pk}/edit/", form_data(
         integration, host="127.0.0.1", port=str(capture.port)))
     assert response.status_code == 200 and "Type the password again" in response.content.decode()
-    integration.refresh_from_db()
-    assert integration.config["port"] != capture.port
+    assert stored_default(integration).config["port"] != capture.port
 
 
 def test_the_worker_does_not_send_the_stored_password_elsewhere_either(integration, capture, user):
@@ -113,8 +110,10 @@ def test_the_worker_does_not_send_the_stored_password_elsewhere_either(integrati
     from runs import lifecycle
 
     with transaction.atomic():
-        check = ConnectionCheck.objects.create(kind="postgres", integration=integration, user=user, config={
-            **integration.config, "host": "127.0.0.1", "port": capture.port})
+        default = integration.default_configuration
+        check = ConnectionCheck.objects.create(kind="postgres", integration=integration, configuration=default,
+                                               user=user, config={**default.config, "host": "127.0.0.1",
+                                                                  "port": capture.port})
         lifecycle.submit(check)
     done = wait_for_final(ConnectionCheck, check.pk, timeout=20)
     assert done.status == "failed"
@@ -123,10 +122,9 @@ def test_the_worker_does_not_send_the_stored_password_elsewhere_either(integrati
 
 def test_where_it_was_stored_for_the_blank_password_is_used(logged_in_client, user, capture):
     """The same check against the destination the password was saved for does send it."""
-    integration = Integration(name="Fake", kind="postgres", created_by=user, config={
-        "host": "127.0.0.1", "port": capture.port, "database": "d", "username": "u", "sslmode": "disable"})
-    integration.set_secrets({"password": STORED})
-    integration.save()
+    integration = Integration.objects.create_with_default(name="Fake", kind="postgres", created_by=user, config={
+        "host": "127.0.0.1", "port": capture.port, "database": "d", "username": "u", "sslmode": "disable"},
+        secrets={"password": STORED})
     logged_in_client.post("/integrations/test-connection/", form_data(integration), HTTP_HX_REQUEST="true")
     done = wait_for_final(ConnectionCheck, ConnectionCheck.objects.get().pk, timeout=20)
     assert done.status == "failed" and "password authentication failed" in done.message
