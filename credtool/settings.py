@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -297,3 +298,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # and checked by close_old_connections (CONN_MAX_AGE, health checks) as for requests.
 CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The profiles whose runs a worker executes: keys, comma-separated (e.g. "staging" for a worker in
+# the staging network holding staging's keys only); empty: every profile, including profiles
+# created while it runs. One broker queue per profile; see runs/workers.py.
+WORKER_PROFILES = env_list("CREDTOOL_WORKER_PROFILES", [])
+for _key in WORKER_PROFILES:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,29}", _key):  # profiles.models.KEY_PATTERN
+        raise ImproperlyConfigured(f"CREDTOOL_WORKER_PROFILES: {_key!r} is not a profile key "
+                                   "(lower-case letters, digits and _, starting with a letter)")

@@ -4,14 +4,18 @@ Every kind of run (``runs.models.BackgroundRun``: query runs, workflow runs,
 credential previews, Test connection) goes through these functions, so each
 survives the same faults the same way:
 
-- **submit** sends the run's id after the transaction that created it commits;
-  if the broker is down the run stays "Queued" (never a server error) and is
-  **resent** once the broker is back, by whichever worker notices first;
+- **submit** sends the run's id after the transaction that created it commits,
+  to the queue of its profile's workers (``runs.workers``); if the broker is
+  down the run stays "Queued" (never a server error) and is **resent** once the
+  broker is back, by whichever worker notices first, provided some live worker
+  serves its profile;
 - a worker **claims** a queued run with a conditional update, so a redelivered
   message or a run cancelled while queued never executes (twice);
 - while it works, the worker's ``watcher`` thread **renews the run's lease**;
   if the worker dies, any worker (or a page polling the run) **reaps** it: the
   run ends as failed within the lease time, saying its worker was lost;
+- the same thread keeps the worker's **heartbeat**, which tells the pages of
+  queued runs whether any worker serves their profile;
 - **cancel** ends a queued run at once and asks the worker of a running one,
   whose watcher calls the run's ``CancelToken``.
 """
@@ -30,6 +34,7 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
+from . import workers
 from .models import WORKER_LOST, BackgroundRun, RunStatus
 
 log = logging.getLogger(__name__)
@@ -67,11 +72,12 @@ def submit(run: BackgroundRun) -> None:
     transaction.on_commit(lambda: send(type(run), run.pk))
 
 
-def send(model: type[BackgroundRun], run_id: int) -> bool:
-    """Hand a run's id to the broker. If the broker is down the run stays queued and is
-    sent again later (``resend_lost_runs``): the user sees "Queued", never a server error."""
+def send(model: type[BackgroundRun], run_id: int, queue: str | None = None) -> bool:
+    """Hand a run's id to the broker, on its profile's queue (``queue`` when the caller knows it).
+    If the broker is down the run stays queued and is sent again later (``resend_lost_runs``):
+    the user sees "Queued", never a server error."""
     try:
-        publish(model.task_name, run_id)
+        publish(model.task_name, run_id, queue or workers.queue_of(model, run_id))
         return True
     except Exception as exc:
         log.warning("could not send %s %s to the broker (%s); it will be sent again",
@@ -79,13 +85,14 @@ def send(model: type[BackgroundRun], run_id: int) -> bool:
         return False
 
 
-def publish(task_name: str | None, run_id: int) -> None:
-    """The one place that talks to the broker: the task's name and the row's id, nothing else."""
+def publish(task_name: str | None, run_id: int, queue: str) -> None:
+    """The one place that talks to the broker: the task's name and the row's id, on the queue
+    of the workers that serve the run's profile; nothing else."""
     if task_name is None:
         raise ValueError("this kind of run is not executed through the broker")
     from credtool.celery import app
 
-    app.send_task(task_name, args=[run_id])
+    app.send_task(task_name, args=[run_id], queue=queue)
 
 
 def request_cancel(run: R, *, queued_message: str = "Cancelled before it started.") -> R:
@@ -140,15 +147,23 @@ def reap_lost_runs(model: type[BackgroundRun] | None = None, run_ids: list[int] 
 
 def resend_lost_runs() -> int:
     """Send again the queued runs whose message may have been lost. A duplicate is
-    harmless: only one worker can claim a queued run."""
+    harmless: only one worker can claim a queued run.
+
+    Only runs of profiles that some live worker serves: the others wait for a worker
+    to start (their page says so), and resending them every round would only pile up
+    copies in a queue nobody reads; once such a worker beats, they are sent again."""
     cutoff = timezone.now() - timedelta(seconds=settings.RUN_RESEND_AFTER_S)
+    default_key = workers.default_profile_key()
+    served = workers.live_coverage().runs_filter(default_key)
     total = 0
     for model in run_models():
         if model.task_name is None:
             continue
-        stale = list(model.objects.filter(status=RunStatus.QUEUED, sent_at__lt=cutoff)
-                     .order_by("pk").values_list("pk", flat=True)[:500])
-        sent = [pk for pk in stale if send(model, pk)]
+        queued = model.objects.filter(status=RunStatus.QUEUED, sent_at__lt=cutoff)
+        if served is not None:
+            queued = queued.filter(served)
+        stale = list(queued.order_by("pk").values_list("pk", "profile__key")[:500])
+        sent = [pk for pk, key in stale if send(model, pk, workers.queue_name(key or default_key))]
         model.objects.filter(pk__in=sent, status=RunStatus.QUEUED).update(sent_at=timezone.now())
         total += len(sent)
     return total
@@ -156,7 +171,8 @@ def resend_lost_runs() -> int:
 
 class Watcher:
     """One thread per worker process: renews the leases of the runs it works on, notices
-    cancel requests for them, fails runs whose worker was lost and resends lost messages."""
+    cancel requests for them, fails runs whose worker was lost, resends lost messages and
+    keeps the worker's heartbeat (``node``, set when the process is a Celery worker)."""
 
     interval_s = 0.25
 
@@ -164,6 +180,7 @@ class Watcher:
         self._watched: dict[tuple[type[BackgroundRun], int], CancelToken | None] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.node: workers.ThisWorker | None = None
 
     def start(self) -> None:
         with self._lock:
@@ -204,6 +221,8 @@ class Watcher:
                 by_model.setdefault(model, []).append(run_id)
             for model, ids in by_model.items():
                 model.objects.filter(pk__in=ids, status=RunStatus.RUNNING).update(lease_until=lease_deadline())
+            if self.node is not None:
+                self.node.beat()  # before resending: the runs it serves count as served
             reaped = reap_lost_runs()
             if reaped:
                 log.warning("failed %s run(s) whose worker was lost", reaped)
@@ -211,7 +230,7 @@ class Watcher:
             if resent:
                 log.warning("sent %s queued run(s) to the broker again", resent)
         except Exception:
-            log.warning("could not renew run leases", exc_info=True)
+            log.warning("the run watcher could not renew leases or the heartbeat", exc_info=True)
             close_old_connections()
 
     def _notice_cancels(self, watched: dict[tuple[type[BackgroundRun], int], CancelToken | None]) -> None:

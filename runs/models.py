@@ -69,3 +69,28 @@ class BackgroundRun(models.Model):
         """The fields that hold a message for the user when the run ends without a result
         (its worker was lost, it was cancelled while queued); each model keeps its error its own way."""
         return {"error": message}
+
+
+class WorkerHeartbeat(models.Model):
+    """A running worker and the profiles whose queues it consumes (``runs.workers``).
+
+    Its watcher renews the row every third of ``RUN_LEASE_S``; a clean shutdown deletes
+    it. A killed worker's row stays until it expires and counts for nothing after that.
+    """
+
+    hostname = models.CharField(max_length=255)  # Celery's node name, e.g. "celery@staging-agent"
+    pid = models.PositiveIntegerField()
+    # Started without CREDTOOL_WORKER_PROFILES: it serves every profile, even ones created later.
+    every_profile = models.BooleanField(default=False)
+    profile_keys = models.JSONField(default=list)
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField()
+    # Written by the worker, like a run's lease, so a reader needs no knowledge of its settings.
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hostname", "pid"], name="one_heartbeat_per_worker_process")]
+
+    def __str__(self) -> str:
+        serves = "every profile" if self.every_profile else ", ".join(self.profile_keys) or "no profile"
+        return f"{self.hostname} (pid {self.pid}): {serves}"

@@ -33,7 +33,7 @@ def workflow():
 @pytest.fixture
 def broker_down(monkeypatch):
     """The broker refuses connections, as kombu reports it after its retries."""
-    def refused(task_name, run_id):
+    def refused(task_name, run_id, queue):
         raise OperationalError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(lifecycle, "publish", refused)
