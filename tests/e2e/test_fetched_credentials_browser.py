@@ -67,8 +67,8 @@ def test_the_reference_flow_end_to_end(logged_in_page: Page, postgres_secret, ta
 
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".messages")).to_contain_text("was created")
-    integration = Integration.objects.get(name="Customers (fetched)")
-    assert integration.fetch_credentials and integration.secrets() == {}
+    default = Integration.objects.get(name="Customers (fetched)").default_configuration
+    assert default.fetch_credentials and default.secrets() == {}
 
     # 4. Queries: the worker fetches once and reuses the credentials.
     for _ in range(3):

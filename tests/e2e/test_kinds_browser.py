@@ -67,11 +67,10 @@ def token_secret(secretsmanager) -> Iterator[str]:
 
 @pytest.fixture
 def rest_integration(api, user) -> Integration:
-    integration = Integration(name="Orders API", kind="rest", created_by=user, statement_timeout_s=10,
-                              config={"base_url": api.url, "auth": "bearer", "headers": "", "verify_tls": True})
-    integration.set_secrets({"bearer_token": TOKEN})
-    integration.save()
-    return integration
+    return Integration.objects.create_with_default(
+        name="Orders API", kind="rest", created_by=user, statement_timeout_s=10,
+        config={"base_url": api.url, "auth": "bearer", "headers": "", "verify_tls": True},
+        secrets={"bearer_token": TOKEN})
 
 
 # --- What a user does, step by step ------------------------------------------------------------

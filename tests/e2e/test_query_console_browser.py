@@ -51,10 +51,10 @@ def test_login_create_test_save_and_query(logged_in_page: Page, target_db):
 
 
 def test_ctrl_enter_runs_the_query_and_sql_errors_are_shown(logged_in_page: Page, target_db, user):
-    integration = Integration(name="Target", kind="postgres", created_by=user)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
+    integration = Integration.objects.create_with_default(
+        name="Target", kind="postgres", created_by=user,
+        config={k: v for k, v in target_db.form_values().items() if k != "password"},
+        secrets={"password": target_db.password})
     page = logged_in_page
     page.goto(f"/integrations/{integration.pk}/")
     page.get_by_label("Query").fill("selec 1")
@@ -79,10 +79,10 @@ def test_wrong_password_shows_the_databases_message(logged_in_page: Page, target
 
 
 def test_cancel_shows_cancelled(logged_in_page: Page, target_db, user):
-    integration = Integration(name="Target", kind="postgres", created_by=user)
-    integration.config = {k: v for k, v in target_db.form_values().items() if k != "password"}
-    integration.set_secrets({"password": target_db.password})
-    integration.save()
+    integration = Integration.objects.create_with_default(
+        name="Target", kind="postgres", created_by=user,
+        config={k: v for k, v in target_db.form_values().items() if k != "password"},
+        secrets={"password": target_db.password})
     page = logged_in_page
     page.goto(f"/integrations/{integration.pk}/")
     page.get_by_label("Query").fill("select pg_sleep(60)")
