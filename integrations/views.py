@@ -256,13 +256,10 @@ def _detail_context(request: HttpRequest, integration: Integration, form: Any,
     return context
 
 
-def _profile_session_key(integration: Integration) -> str:
-    return f"integration-profile-{integration.pk}"
-
-
 def _last_profile(request: HttpRequest, integration: Integration, profiles: list[Profile]) -> Profile | None:
-    """The user's last choice on this integration, else Production, else the first they may use."""
-    last = request.session.get(_profile_session_key(integration))
+    """The profile of the user's last run on this integration, else Production, else the first they may use."""
+    last = (QueryRun.objects.filter(integration=integration, user=request.user).order_by("-pk")
+            .values_list("profile__key", flat=True).first())
     for wanted in (last, "production"):
         for profile in profiles:
             if profile.key == wanted:
@@ -276,7 +273,6 @@ def run_query(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(integrations_for(request.user), pk=pk)
     # A profile the user may not use does not exist for them, as an integration not shared does not.
     profile = get_object_or_404(profiles_for(request.user, integration), key=request.POST.get("profile", "production"))
-    request.session[_profile_session_key(integration)] = profile.key
     form = request_form_class(integration.kind_impl)(request.POST)
     if not form.is_valid():
         if request.htmx:

@@ -70,10 +70,15 @@ def test_the_profile_chooses_the_database_that_answers(logged_in_client, shop):
     assert "<td>Staging</td>" in recent and "<td>Production</td>" in recent
 
 
-def test_the_select_defaults_to_the_last_choice_else_production(logged_in_client, shop):
+def test_the_select_defaults_to_the_last_choice_else_production(logged_in_client, shop, user):
     page = logged_in_client.get(f"/integrations/{shop.pk}/").content.decode()
     assert '<option value="production" selected>Production</option>' in page
     run(logged_in_client, shop, "select 1", "staging")
+    page = logged_in_client.get(f"/integrations/{shop.pk}/").content.decode()
+    assert '<option value="staging" selected>Staging</option>' in page
+    # The user's last choice, not the browser session's: it holds on the next login too.
+    logged_in_client.logout()
+    logged_in_client.force_login(user)
     page = logged_in_client.get(f"/integrations/{shop.pk}/").content.decode()
     assert '<option value="staging" selected>Staging</option>' in page
 
