@@ -35,6 +35,7 @@ USE = expect(runner=200)  # Runners may use what is shared with them
 CONFIGURE = expect()  # Builders and Admins only
 NOT_SHARED = expect(runner=404)  # does not exist for a Runner
 NOT_ALLOWED = expect(norole=405, runner=405, builder=405, admin=405)
+ADMINS = expect(builder=403)  # Admins only
 
 # (url name, url kwargs as world keys, method, expected by role)
 MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
@@ -98,7 +99,17 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     ("workflows:run", {"pk": "plain"}, "get", NOT_ALLOWED),
     ("workflows:run_detail", {"pk": "plain", "run_id": "runner_workflow_run"}, "get", USE),
     ("workflows:run_detail", {"pk": "plain", "run_id": "builder_workflow_run"}, "get", NOT_SHARED),
-    ("audit:log", {}, "get", expect(builder=403)),
+    ("profiles:list", {}, "get", ADMINS),
+    ("profiles:list", {}, "post", NOT_ALLOWED),
+    ("profiles:create", {}, "get", ADMINS),
+    ("profiles:create", {}, "post", ADMINS),  # an empty form: errors beside the fields
+    ("profiles:edit", {"pk": "qa"}, "get", ADMINS),
+    ("profiles:edit", {"pk": "qa"}, "post", ADMINS),
+    ("profiles:delete", {"pk": "qa"}, "get", ADMINS),
+    ("profiles:delete", {"pk": "qa"}, "post", expect(builder=403, admin=302)),
+    # Staging is used by Shared's Staging configuration: the page says so and keeps it.
+    ("profiles:delete", {"pk": "staging"}, "post", ADMINS),
+    ("audit:log", {}, "get", ADMINS),
     ("login", {}, "get", expect(anonymous=200, norole=200, runner=200, builder=200, admin=200)),
     ("logout", {}, "post", expect(anonymous=302, norole=302, runner=302, builder=302, admin=302)),
     ("admin:index", {}, "get", expect(norole=302, runner=302, builder=302)),  # Django's admin: staff only
@@ -144,6 +155,7 @@ def world(django_user_model) -> World:
         "runner_workflow_run": WorkflowRun.objects.create(workflow=plain, user=users["runner"]).pk,
         "builder_workflow_run": WorkflowRun.objects.create(workflow=plain, user=users["builder"]).pk,
         "builder_check": ConnectionCheck.objects.create(kind="postgres", user=users["builder"]).pk,
+        "qa": Profile.objects.create(key="qa", name="QA").pk, "staging": Profile.objects.get(key="staging").pk,
         "one": 1,
     }
     return World(ids, users)
@@ -168,7 +180,7 @@ def test_every_url_method_and_role(client, world, name, kwargs, method, expected
 def test_the_matrix_names_every_url_of_the_app():
     covered = {name for name, *_ in MATRIX}
     resolver = get_resolver()
-    for namespace in ("integrations", "workflows", "audit"):
+    for namespace in ("integrations", "workflows", "profiles", "audit"):
         names = {f"{namespace}:{p.name}" for p in resolver.namespace_dict[namespace][1].url_patterns}
         assert names <= covered, f"URLs without a row in the matrix: {sorted(names - covered)}"
 
