@@ -69,7 +69,9 @@ def lease_deadline() -> datetime:
 
 def submit(run: BackgroundRun) -> None:
     """Send ``run`` to a worker once the current transaction commits (call it in the one that created the row)."""
-    transaction.on_commit(lambda: send(type(run), run.pk))
+    # The profile is usually on the row already: no query to find its queue.
+    queue = workers.queue_name(run.profile.key) if run.profile_id is not None else None
+    transaction.on_commit(lambda: send(type(run), run.pk, queue))
 
 
 def send(model: type[BackgroundRun], run_id: int, queue: str | None = None) -> bool:
@@ -105,6 +107,14 @@ def request_cancel(run: R, *, queued_message: str = "Cancelled before it started
         model.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(cancel_requested=True)
     run.refresh_from_db()
     return run
+
+
+def cancel_queued_runs_of(sender: object, instance: Any, **kwargs: object) -> None:
+    """Before a profile is deleted: its queued runs end as cancelled, saying why."""
+    message = f"Cancelled: its profile {instance.name} was deleted before it started."
+    for model in run_models():
+        model.objects.filter(profile=instance, status=RunStatus.QUEUED).update(
+            status=RunStatus.CANCELLED, finished_at=timezone.now(), **model.error_fields(message))
 
 
 def reap_if_lost(run: R) -> R:

@@ -75,3 +75,18 @@ def test_the_last_profile_is_not_deleted(admin_client):
     assert "is the only profile and cannot be deleted" in admin_client.get(f"/profiles/{production.pk}/delete/").content.decode()
     admin_client.post(f"/profiles/{production.pk}/delete/")
     assert Profile.objects.filter(pk=production.pk).exists()
+
+
+def test_deleting_a_profile_cancels_its_queued_runs_rather_than_run_them_elsewhere(admin_client):
+    from integrations.models import QueryRun
+
+    qa = Profile.objects.create(key="qa", name="QA")
+    shop = Integration.objects.create_with_default(name="Shop", kind="postgres", config={"host": "db"})
+    queued = QueryRun.objects.create(integration=shop, profile=qa, sql="select 1")
+    elsewhere = QueryRun.objects.create(integration=shop, profile=Profile.objects.get(key="staging"), sql="select 1")
+    admin_client.post(f"/profiles/{qa.pk}/delete/")
+    queued.refresh_from_db()
+    assert queued.status == "cancelled" and queued.profile is None
+    assert queued.error == "Cancelled: its profile QA was deleted before it started."
+    elsewhere.refresh_from_db()
+    assert elsewhere.status == "queued"
