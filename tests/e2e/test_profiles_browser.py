@@ -4,7 +4,7 @@ database answers, and a Runner shared on Staging only never reaches Production."
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -12,7 +12,8 @@ from playwright.sync_api import Locator, Page, expect
 from integrations.models import Configuration, ConfigurationProfile, Integration, QueryRun
 from profiles.models import Profile
 from tests.conftest import USER_PASSWORD
-from tests.e2e import FINAL
+from tests.e2e.steps import (connection_test_says_connected, fetch_with, finished_run, new_integration,
+                             new_workflow)
 from tests.profiles.conftest import staging_db  # noqa: F401
 from workflows.models import WorkflowRun
 
@@ -65,14 +66,6 @@ def static_values(db) -> dict:
 
 # --- What a user does, step by step ------------------------------------------------------------
 
-def new_postgres_integration(page: Page, name: str) -> None:
-    page.goto("/integrations/")
-    page.get_by_role("link", name="New integration").first.click()
-    page.get_by_label("Kind").select_option(label="PostgreSQL")
-    expect(page.locator("#kind-fields legend")).to_have_text("PostgreSQL connection")
-    page.get_by_label("Name", exact=True).fill(name)
-
-
 def add_configuration_for(page: Page, profile_name: str) -> None:
     """From the integration's page: **Add configuration**, tick ``profile_name``."""
     page.locator("#configurations").get_by_role("link", name="Add configuration").click()
@@ -94,49 +87,9 @@ def bind_connection(page: Page, workflow: str) -> None:
         page.get_by_label(label, exact=True).fill(f"{{{{{workflow}.response.{key}}}}}")
 
 
-def new_workflow(page: Page, name: str, step_name: str, code: str) -> None:
-    page.goto("/workflows/")
-    page.get_by_role("link", name="New workflow").first.click()
-    page.get_by_label("Name", exact=True).fill(name)
-    page.get_by_label("Step name").fill(step_name)
-    page.get_by_label("Code").fill(code)
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator(".messages")).to_contain_text("was created")
-
-
-def fetch_with(page: Page, workflow: str) -> Locator:
-    """Check "Fetch credentials dynamically", choose ``workflow`` and preview its output."""
-    page.get_by_label("Fetch credentials dynamically").check()
-    page.get_by_label("Workflow", exact=True).select_option(label=workflow)
-    page.get_by_role("button", name="Run workflow").click()
-    preview = page.locator("#credentials-preview")
-    expect(preview.locator("[data-status]")).to_have_attribute("data-status", FINAL, timeout=30_000)
-    expect(preview.locator("[data-status]")).to_have_attribute("data-status", "succeeded")
-    return preview
-
-
-def connection_test_says_connected(page: Page) -> None:
-    page.get_by_role("button", name="Test connection").click()
-    outcome = page.locator("#test-connection-result [data-status]")
-    expect(outcome).to_have_attribute("data-status", FINAL, timeout=30_000)
-    expect(outcome).to_contain_text("Connected")
-    expect(outcome).to_have_attribute("data-status", "succeeded")
-
-
 def save_says(page: Page, message: str) -> None:
     page.get_by_role("button", name="Save").click()
     expect(page.locator(".messages")).to_contain_text(message)
-
-
-def finished_run(page: Page, send: Callable[[], None]) -> Locator:
-    """Send a query with ``send`` and wait for ITS run to end (the previous result is marked
-    stale first: it may already say "succeeded")."""
-    page.locator("#query-run").evaluate("el => el.setAttribute('data-stale', '')")
-    send()
-    run = page.locator("#query-run:not([data-stale])")
-    expect(run).to_have_attribute("data-status", FINAL, timeout=30_000)
-    assert run.get_attribute("data-status") == "succeeded", run.inner_text()
-    return run
 
 
 def run_under(page: Page, profile_name: str, sql: str = NAMES_SQL) -> Locator:
@@ -169,7 +122,7 @@ def log_in(page: Page, username: str) -> None:
 def test_staging_gets_its_own_configuration_and_the_profile_chooses_the_database(
         logged_in_page: Page, target_db, staging_db):  # noqa: F811
     page = logged_in_page
-    new_postgres_integration(page, "Shop")
+    new_integration(page, "PostgreSQL", "Shop")
     type_connection(page, target_db)
     connection_test_says_connected(page)
     save_says(page, "was created")
@@ -238,7 +191,7 @@ def test_one_workflow_fetches_each_profiles_credentials(logged_in_page: Page, se
     page = logged_in_page
     new_workflow(page, "getSecrets", "readSecret", GET_SECRETS_FOR_PROFILE)
 
-    new_postgres_integration(page, "Shop (fetched)")
+    new_integration(page, "PostgreSQL", "Shop (fetched)")
     preview = fetch_with(page, "getSecrets")  # a new integration previews under Production
     expect(preview.locator("#workflow-response")).to_contain_text('"username": "app_user"')
     expect_no_password_of(page, target_db, staging_db)
