@@ -75,6 +75,9 @@ class Integration(models.Model):
 
     @cached_property
     def default_configuration(self) -> "Configuration":
+        prefetched = getattr(self, "_prefetched_objects_cache", {}).get("configurations")
+        if prefetched is not None:  # lists prefetch them: no query per row
+            return next(each for each in prefetched if each.is_default)
         return self.configurations.get(is_default=True)
 
     def configuration_for(self, profile: Profile | None) -> "Configuration":

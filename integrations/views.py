@@ -36,7 +36,7 @@ def _can(perm: str):
 @require_GET
 @_can("integrations.view_integration")
 def integration_list(request: HttpRequest) -> HttpResponse:
-    integrations = integrations_for(request.user)
+    integrations = integrations_for(request.user).prefetch_related("configurations")
     return render(request, "integrations/integration_list.html", {"integrations": integrations})
 
 
