@@ -76,9 +76,9 @@ def kinds_group(cfg: Any, execute_case: Callable[..., Callable[[], float]]) -> d
             response.json()
 
         def kind_path(integration: Integration, request: str) -> Callable[[], None]:
-            fresh = Integration.objects.get(pk=integration.pk)
-            kind = fresh.kind_impl
-            return lambda: with_credentials(fresh, lambda creds: kind.run_query(
+            configuration = Integration.objects.get(pk=integration.pk).default_configuration
+            kind = configuration.kind_impl
+            return lambda: with_credentials(configuration, None, lambda creds: kind.run_query(
                 creds, request, max_rows=1000, timeout_s=30, cancel=CancelToken(), connect_timeout=5))
 
         cases = {
