@@ -1,9 +1,11 @@
 """Fixtures whose resources are real processes: PostgreSQL, a Celery worker, Chromium."""
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -249,6 +251,17 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
 
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved here: the child must not load libraries
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_the_suite() -> None:
+    """For a child process (``preexec_fn``): SIGTERM when the test session dies, however it dies.
+    A worker left behind by a killed run keeps the test database open, and the next run cannot
+    drop it (every test then errors at setup)."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concurrency: int = 4,
                  queues: str | None = None) -> Worker:
     env = {**os.environ, "DATABASE_URL": _test_database_url(), "CREDTOOL_LOG_LEVEL": "INFO", **(extra_env or {})}
@@ -258,6 +271,7 @@ def start_worker(log_path: Path, extra_env: dict[str, str] | None = None, concur
          f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat",
          "-n", f"test-{os.getpid()}-{secrets.token_hex(3)}@%h"] + (["-Q", queues] if queues else []),
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=die_with_the_suite,
     )
     worker = Worker(process, log_path)
     deadline = time.monotonic() + 60
@@ -293,7 +307,8 @@ def moto_server() -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                               preexec_fn=die_with_the_suite)
     url = f"http://127.0.0.1:{port}"
     wait_for(lambda: _answers(url, urllib.request), timeout=30, interval=0.1, message="moto's server")
     yield url

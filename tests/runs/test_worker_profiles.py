@@ -20,7 +20,7 @@ from django.utils import timezone
 from profiles.models import Profile
 from runs import lifecycle, workers
 from runs.models import WorkerHeartbeat
-from tests.conftest import ROOT, Worker, start_worker, stop_worker, wait_for, wait_for_final
+from tests.conftest import ROOT, Worker, die_with_the_suite, start_worker, stop_worker, wait_for, wait_for_final
 from workflows import runner
 from workflows.models import Step, StepRun, Workflow, WorkflowRun
 
@@ -61,7 +61,8 @@ def no_other_worker(request):
     ready_before = session_worker.log().count(" ready.")
     with open(session_worker.log_path, "ab") as log:
         session_worker.process = subprocess.Popen(process.args, cwd=ROOT, env=environ, stdout=log,
-                                                  stderr=subprocess.STDOUT, start_new_session=True)
+                                                  stderr=subprocess.STDOUT, start_new_session=True,
+                                                  preexec_fn=die_with_the_suite)
     wait_for(lambda: session_worker.log().count(" ready.") > ready_before, timeout=60,
              message="the session's worker to start again")
 
