@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "audit",
     "workflows",
     "integrations",
+    "api",
     # Last: its post_migrate handler gives the roles the permissions of the apps above.
     "accounts",
 ]
@@ -251,6 +252,13 @@ RUN_LEASE_S = env_int("CREDTOOL_RUN_LEASE_S", 30, minimum=3)
 # A queued run not picked up within this long is sent to the broker again (its
 # message may have been lost); duplicates are harmless, a run is claimed once.
 RUN_RESEND_AFTER_S = env_int("CREDTOOL_RUN_RESEND_AFTER_S", 60, minimum=2)
+
+# --- The HTTP API (/api/v1/) ----------------------------------------------------------
+# Runs (workflow runs and queries) one API token may start in any 60 seconds; more are answered 429.
+API_RATE_LIMIT = env_int("CREDTOOL_API_RATE_LIMIT", 60, minimum=1)
+# How long a request that starts a run waits for it before answering 202 (?wait= chooses, up to the maximum).
+API_DEFAULT_WAIT_S = 30
+API_MAX_WAIT_S = 300
 
 # --- Celery --------------------------------------------------------------------
 # The run's state is our own database row; the broker only delivers ids.

@@ -10,4 +10,6 @@ urlpatterns = [
     path("workflows/", include("workflows.urls")),
     path("profiles/", include("profiles.urls")),
     path("audit/", include("audit.urls")),
+    path("api/", include("api.urls")),
+    path("api-tokens/", include("api.token_urls")),
 ]

@@ -59,4 +59,21 @@
     }
     box.textContent = text;
   }
+
+  // A Copy button copies the field it names (data-copy="<id>"), e.g. a new API token.
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-copy]");
+    if (!button) return;
+    var field = document.getElementById(button.getAttribute("data-copy"));
+    if (!field) return;
+    field.select();
+    function said(text) {
+      button.textContent = text;
+      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    }
+    // The clipboard API exists only on HTTPS and localhost: elsewhere the text stays selected.
+    if (!navigator.clipboard) return said("Press Ctrl+C");
+    navigator.clipboard.writeText(field.value).then(function () { said("Copied"); },
+                                                    function () { said("Press Ctrl+C"); });
+  });
 })();

@@ -1,0 +1,53 @@
+"""Reading what a caller sent: the JSON body and ``?wait=``, each refused with a 400 that says why."""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from .errors import ApiError
+
+_SECONDS = re.compile(r"\d{1,6}(\.\d{1,6})?")
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    """The body as a JSON object (an empty body is ``{}``)."""
+    raw = request.body
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.")
+    return body
+
+
+def only(body: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
+    """``body``, if it has no keys but ``allowed`` (a typo must not pass silently)."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, f"Unknown key{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                            f"allowed: {', '.join(sorted(allowed))}.")
+    return body
+
+
+def text(body: dict[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ApiError(400, f"{key!r} must be a string.")
+    return value
+
+
+def wait_seconds(request: HttpRequest, default: float) -> float:
+    """``?wait=<seconds>``: how long to wait for the run (0 answers at once), at most API_MAX_WAIT_S."""
+    raw = request.GET.get("wait")
+    if raw is None:
+        return default
+    if not _SECONDS.fullmatch(raw) or float(raw) > settings.API_MAX_WAIT_S:
+        raise ApiError(400, f"wait must be a number of seconds from 0 to {settings.API_MAX_WAIT_S}.")
+    return float(raw)
