@@ -2,8 +2,9 @@
 
     result = sandbox.run_step(code, step_name="getSecrets", steps={"first": {...}},
                               params={...}, env=sandbox.profile_env_from(os.environ, "staging"),
-                              profile="staging", limits=sandbox.StepLimits(timeout_s=30))
-    result.ok, result.output, result.error.type/.message/.line, result.timed_out
+                              profile="staging", limits=sandbox.StepLimits(timeout_s=30),
+                              cancel=token)  # optional: token.cancel() from another thread kills the step
+    result.ok, result.output, result.error.type/.message/.line, result.timed_out, result.cancelled
 
 The code is a function body (a top-level ``return`` gives the output) and sees
 ``Env`` (``Env.x`` is CREDTOOL_APP_ENV_X, or the profile's own
@@ -28,13 +29,13 @@ from typing import Mapping
 
 from .exchange import StepError, StepLimits, StepResult
 from .launch import Isolation, isolation, isolation_status
-from .pool import SandboxPool, default_pool, run_step, shutdown
+from .pool import Cancellation, SandboxPool, default_pool, run_step, shutdown
 
 APP_ENV_PREFIX = "CREDTOOL_APP_ENV_"
 
 __all__ = [
-    "APP_ENV_PREFIX", "Isolation", "SandboxPool", "StepError", "StepLimits", "StepResult", "app_env_from",
-    "default_pool", "isolation", "isolation_status", "profile_env_from", "profile_env_prefix", "run_step",
+    "APP_ENV_PREFIX", "Cancellation", "Isolation", "SandboxPool", "StepError", "StepLimits", "StepResult",
+    "app_env_from", "default_pool", "isolation", "isolation_status", "profile_env_from", "profile_env_prefix", "run_step",
     "shutdown",
 ]
 

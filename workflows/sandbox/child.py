@@ -15,6 +15,10 @@ Protocol, on the pipes the parent holds:
    at capped buffers, run the code as the body of a function;
 4. write ONE JSON result on the original stdout (kept on a private, close-on-exec
    fd): ok, output, stdout, stderr, duration_ms, error {type, message, line}.
+   Before it, while the step runs, each write to ``print``'s streams goes out as
+   it happens, one JSON line ``["stdout", text]`` per write (within the stream's
+   cap): a step that is killed (cancelled) still shows what it printed. The result
+   is the last line.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import math
 import os
 import resource
 import sys
+import threading
 import time
 import traceback
 
@@ -90,13 +95,50 @@ def share_botocore_loader() -> None:
     botocore.session.create_loader = create_loader
 
 
+class Progress:
+    """Sends what the step prints to the worker as it prints it (see the protocol above).
+
+    Only the step's own process sends: a process it forked shares the pipe, and its
+    lines could land inside the result. ``close`` comes before the result is written,
+    and the lock makes a thread of the step that is printing at that moment finish
+    its line first (a line longer than the pipe's atomic size could be split).
+    """
+
+    def __init__(self, fd: int, main_pid: int) -> None:
+        self.fd, self.main_pid, self.open = fd, main_pid, True
+        self.lock = threading.RLock()  # re-entrant: a signal handler that prints
+
+    def sender(self, stream: str):
+        def send(text: str) -> None:
+            if not text or os.getpid() != self.main_pid:
+                return
+            line = (json.dumps([stream, text]) + "\n").encode()
+            with self.lock:
+                if self.open:
+                    write_all(self.fd, line)
+
+        return send
+
+    def close(self) -> None:
+        with self.lock:
+            self.open = False
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class CappedText(io.TextIOBase):
-    """A text stream that keeps the first ``limit`` characters and notes the rest was cut."""
+    """A text stream that keeps the first ``limit`` characters and notes the rest was cut;
+    what it keeps also goes to ``send`` as it is written."""
 
     encoding = "utf-8"
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, send=None) -> None:
         self.limit, self.parts, self.size, self.truncated = limit, [], 0, False
+        self.send = send
 
     def writable(self) -> bool:
         return True
@@ -108,6 +150,8 @@ class CappedText(io.TextIOBase):
         if room > 0:
             self.parts.append(text[:room])
             self.size += min(len(text), room)
+            if self.send is not None:
+                self.send(text[:room])
         if len(text) > room:
             self.truncated = True
         return len(text)
@@ -280,9 +324,11 @@ def main() -> None:
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     os.close(devnull)
-    stdout, stderr = CappedText(limits["stream_bytes"]), CappedText(limits["stream_bytes"])
-    result: dict = {"ok": False, "output": None, "error": None}
     main_pid = os.getpid()
+    progress = Progress(result_fd, main_pid)
+    stdout = CappedText(limits["stream_bytes"], progress.sender("stdout"))
+    stderr = CappedText(limits["stream_bytes"], progress.sender("stderr"))
+    result: dict = {"ok": False, "output": None, "error": None}
     started = time.perf_counter()
     try:
         set_limits(limits)
@@ -316,10 +362,9 @@ def main() -> None:
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
     result.update(duration_ms=(time.perf_counter() - started) * 1000, stdout=stdout.value(), stderr=stderr.value())
-    payload = json.dumps(result).encode()  # ASCII escapes: lone surrogates survive the trip
-    view = memoryview(payload)
-    while view:
-        view = view[os.write(result_fd, view):]
+    progress.close()
+    # ASCII escapes: lone surrogates survive the trip, and the line holds no raw newline.
+    write_all(result_fd, b"\n" + json.dumps(result).encode())
     os._exit(0)
 
 

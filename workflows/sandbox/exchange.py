@@ -3,7 +3,9 @@
 Protocol (see child.py): the child writes one byte ``R`` on stdout when its
 imports are done, reads one JSON request from stdin until EOF, and writes one
 JSON result on the same stdout pipe, which user code cannot reach through
-``print`` or fd 1 (both are redirected before it runs).
+``print`` or fd 1 (both are redirected before it runs). Before the result, lines
+``["stdout", text]`` carry what the step prints as it prints it: all a step that
+never answers (killed, cancelled) leaves behind.
 
 The step's cgroup (if any) gets the step's limits before the request is sent, and
 its OOM-kill counter is watched while the step runs and read again at the end.
@@ -26,6 +28,9 @@ from .launch import Child, Isolation
 # A cold child imports boto3 before it is ready; that is not the step's time.
 STARTUP_ALLOWANCE_S = 20.0
 MB = 1024 * 1024
+# Bytes on the pipe per character a step prints, at worst: each one-character write is
+# a line of its own (``["stderr", "\ud83d"]`` and a newline), besides its place in the result.
+STREAMED_BYTES_PER_CHAR = 32
 # How often a running step's OOM-kill counter is read (one small file, ~0.1 ms): an OOM
 # kill stops the step within this, instead of letting its survivors run to the timeout.
 OOM_CHECK_S = 0.2
@@ -62,6 +67,7 @@ class StepResult:
     duration_ms: float = 0.0
     error: StepError | None = None
     timed_out: bool = False
+    cancelled: bool = False  # stopped at a user's request (pool.run_step's ``cancel``)
     pid: int | None = field(default=None, repr=False)  # the sandbox process, as the worker sees it
 
     def __repr__(self) -> str:  # outputs may hold secrets
@@ -124,7 +130,7 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
     except (BrokenPipeError, OSError):
         pass
     # Escaped JSON can be six bytes a character; anything beyond this is not a result.
-    cap = limits.output_bytes * 6 + limits.stream_bytes * 12 + 65536
+    cap = limits.output_bytes * 6 + limits.stream_bytes * (12 + 2 * STREAMED_BYTES_PER_CHAR) + 65536
     out, err, problem = _collect(child, deadline, cap, over_memory)
     wall_ms = (time.monotonic() - started) * 1000
     if over_memory is not None and (problem == "memory" or over_memory()):
@@ -136,23 +142,38 @@ def run_in(child: Child, request: bytes, limits: StepLimits) -> StepResult:
     if problem == "too-big":
         return StepResult(False, duration_ms=wall_ms, pid=pid, error=StepError(
             "OutputError", "the step sent back more than its output limits allow"))
-    try:
-        data = json.loads(out)
-    except ValueError:
+    data, stdout, stderr = answer(out)
+    if data is None:
         # No result: how the child ended says why. Its pipes can close a moment
         # before bwrap reports the exit.
         try:
             returncode = child.process.wait(timeout=max(1.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:  # it closed its pipes and carried on
             return _timed_out(limits, (time.monotonic() - started) * 1000, pid)
-        return StepResult(False, duration_ms=wall_ms, pid=pid, timed_out=_signal_of(returncode) == signal.SIGXCPU,
-                          error=_crash(returncode, err, limits))
+        return StepResult(False, stdout=stdout, stderr=stderr, duration_ms=wall_ms, pid=pid,
+                          timed_out=_signal_of(returncode) == signal.SIGXCPU, error=_crash(returncode, err, limits))
     error = data.get("error")
     return StepResult(
         ok=bool(data.get("ok")), output=data.get("output"), stdout=data.get("stdout", ""),
         stderr=data.get("stderr", ""), duration_ms=float(data.get("duration_ms", wall_ms)), pid=pid,
         error=StepError(error["type"], error["message"], error.get("line")) if error else None,
     )
+
+
+def answer(out: bytes) -> tuple[dict | None, str, str]:
+    """The child's result (None if it never came), and the stdout and stderr it sent while it ran."""
+    data: dict | None = None
+    streamed: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    for line in out.split(b"\n"):
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            data = value
+        elif isinstance(value, list) and len(value) == 2 and value[0] in streamed and isinstance(value[1], str):
+            streamed[value[0]].append(value[1])
+    return data, "".join(streamed["stdout"]), "".join(streamed["stderr"])
 
 
 def _oom_killed(group: StepGroup) -> bool:
@@ -165,11 +186,10 @@ def _oom_killed(group: StepGroup) -> bool:
 
 
 def _over_memory(limits: StepLimits, wall_ms: float, pid: int, out: bytes) -> StepResult:
-    try:
-        data = json.loads(out)
-    except ValueError:
-        data = {}
-    return StepResult(False, stdout=data.get("stdout", ""), stderr=data.get("stderr", ""), duration_ms=wall_ms,
+    data, stdout, stderr = answer(out)
+    if data is not None:
+        stdout, stderr = data.get("stdout", ""), data.get("stderr", "")
+    return StepResult(False, stdout=stdout, stderr=stderr, duration_ms=wall_ms,
                       pid=pid, error=StepError(
                           "MemoryError", f"the step exceeded its memory limit ({limits.memory_mb} MB) and was stopped"))
 

@@ -352,9 +352,9 @@ def _popen(argv: list[str], *, cwd: str, env: dict[str, str], **kwargs) -> subpr
                             cwd=cwd, env=env, start_new_session=True, close_fds=True, **kwargs)
 
 
-def stop(child: Child) -> None:
-    """Kill the child and everything it started, reap it, remove its cgroup and work directory,
-    give back its uid. Never raises for what it could not clean (it logs it)."""
+def kill_tree(child: Child) -> None:
+    """SIGKILL the child and every process of its step, now; any thread may call it (a cancel),
+    until ``stop`` has reaped the child. ``stop`` still reaps, removes and gives back."""
     try:
         # The process group: the child itself, or bwrap (whose death tears down the
         # whole PID namespace, --new-session processes included).
@@ -365,6 +365,16 @@ def stop(child: Child) -> None:
         child.process.kill()
     except ProcessLookupError:
         pass
+    if child.cgroup is not None:
+        # Its processes wherever they went (another session, outside any namespace).
+        # Without a cgroup or a namespace, those are found by uid, when ``stop`` gives it back.
+        child.cgroup.kill()
+
+
+def stop(child: Child) -> None:
+    """Kill the child and everything it started, reap it, remove its cgroup and work directory,
+    give back its uid. Never raises for what it could not clean (it logs it)."""
+    kill_tree(child)
     child.process.wait()
     for stream in (child.process.stdin, child.process.stdout, child.process.stderr):
         try:

@@ -14,7 +14,7 @@ import os
 import select
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from . import cgroups, launch
 from .exchange import StepError, StepLimits, StepResult, request_bytes, run_in
@@ -22,6 +22,16 @@ from .exchange import StepError, StepLimits, StepResult, request_bytes, run_in
 log = logging.getLogger(__name__)
 
 DEFAULT_POOL_SIZE = 4  # measured: 4 absorbs back-to-back steps and bursts of 4; ~50 MB each
+CANCELLED = "Cancelled while running."
+
+
+class Cancellation(Protocol):
+    """What ``run_step`` needs of a cancel request (``runs.lifecycle.CancelToken`` is one):
+    ``cancelled`` once asked, and the callback to run, from another thread, when it is."""
+
+    cancelled: bool
+
+    def on_cancel(self, callback: Callable[[], None] | None) -> None: ...
 
 
 class SandboxPool:
@@ -48,21 +58,41 @@ class SandboxPool:
 
     def run_step(self, code: str, *, step_name: str, steps: Mapping[str, Any] | None = None,
                  params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-                 profile: str | None = None, limits: StepLimits | None = None) -> StepResult:
+                 profile: str | None = None, limits: StepLimits | None = None,
+                 cancel: Cancellation | None = None) -> StepResult:
         """Run ``code`` as the body of a function in a child nobody else has had; it reads
-        ``profile`` (a profile's key) as ``profile``."""
+        ``profile`` (a profile's key) as ``profile``.
+
+        When ``cancel`` is cancelled (before or while the step runs), every process of the
+        step is killed at once and the result says ``cancelled``, with what it printed so far.
+        """
         limits = limits or StepLimits()
         found = self.isolation
         try:
             child = self.acquire()
         except launch.SandboxUnavailable as exc:
             return StepResult(False, error=StepError("SandboxError", str(exc)))
+        kill = _Kill(child)
+        result = StepResult(False)
         try:
-            request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found, child,
-                                    profile=profile)
-            return run_in(child, request, limits)
+            if cancel is not None:
+                # In place before ``cancelled`` is read: a cancel from now on kills the child,
+                # and one that came earlier is seen below (the token sets it, then calls us).
+                cancel.on_cancel(kill)
+            if cancel is None or not cancel.cancelled:
+                request = request_bytes(code, step_name, steps or {}, params or {}, env or {}, limits, found,
+                                        child, profile=profile)
+                result = run_in(child, request, limits)
         finally:
+            if cancel is not None:
+                cancel.on_cancel(None)
+            kill.disarm()  # from here on the child's pid may be reaped and reused
             launch.stop(child)
+        if cancel is not None and cancel.cancelled and not result.ok:
+            # Whatever the kill made of the step (killed by a signal, no result): it was cancelled.
+            return StepResult(False, stdout=result.stdout, stderr=result.stderr, duration_ms=result.duration_ms,
+                              pid=result.pid, cancelled=True, error=StepError("Cancelled", CANCELLED))
+        return result
 
     def acquire(self) -> launch.Child:
         """A started child, removed from the pool: a ready one if any, else a new one."""
@@ -149,6 +179,22 @@ class SandboxPool:
         cgroups.drain()  # so a clean shutdown leaves no step cgroup behind
 
 
+class _Kill:
+    """Kills one child's whole step when called (from a cancelling thread), until disarmed."""
+
+    def __init__(self, child: launch.Child) -> None:
+        self._child, self._armed, self._lock = child, True, threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._armed:
+                launch.kill_tree(self._child)
+
+    def disarm(self) -> None:
+        with self._lock:  # waits for a kill under way
+            self._armed = False
+
+
 def _is_ready(child: launch.Child) -> bool:
     """Has the child written its ready byte? (Looks without reading it.)"""
     readable, _, _ = select.select([child.process.stdout], [], [], 0)
@@ -181,7 +227,8 @@ def shutdown() -> None:
 
 def run_step(code: str, *, step_name: str, steps: Mapping[str, Any] | None = None,
              params: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-             profile: str | None = None, limits: StepLimits | None = None) -> StepResult:
+             profile: str | None = None, limits: StepLimits | None = None,
+             cancel: Cancellation | None = None) -> StepResult:
     """Run one step in a fresh sandboxed interpreter from the default pool."""
     return default_pool().run_step(code, step_name=step_name, steps=steps, params=params, env=env,
-                                   profile=profile, limits=limits)
+                                   profile=profile, limits=limits, cancel=cancel)
