@@ -11,6 +11,10 @@ Every run runs under a profile (its own, else ``Profile.objects.default()``,
 recorded on the row): its steps read the profile's key as ``profile`` and
 ``Env`` as built for that profile (``sandbox.profile_env_from``), and the
 masking uses the same values.
+
+A run being executed can be cancelled (``cancel``): the worker's watcher calls the
+run's ``CancelToken``, which kills the running step's processes; the run ends
+"Cancelled" with what that step printed so far, and later steps never start.
 """
 from __future__ import annotations
 
@@ -34,6 +38,8 @@ from . import sandbox
 from .models import StepRun, Workflow, WorkflowRun
 
 log = logging.getLogger(__name__)
+
+CANCELLED_WHILE_RUNNING = "Cancelled while running."
 
 
 @dataclass
@@ -73,22 +79,36 @@ class WorkflowOutcome:
 
 
 def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env: dict[str, str],
-              profile: str | None = None) -> WorkflowOutcome:
+              profile: str | None = None, cancel: sandbox.Cancellation | None = None) -> WorkflowOutcome:
     """Run ``(name, code, timeout_s)`` steps in order, each reading ``profile`` (a profile's key);
-    stop at the first failure."""
+    stop at the first failure, or when ``cancel`` is cancelled: the running step is stopped
+    (``sandbox.run_step`` kills its processes) and no later step starts.
+
+    ``cancel`` is the seam for every kind of step: a step that runs elsewhere (e.g. an
+    integration's query) hands it its own callback while it runs (``cancel.on_cancel(...)``,
+    cancelling the statement on its server) and clears it after, as ``sandbox.run_step`` does.
+    """
     started = time.perf_counter()
     outputs: dict[str, Any] = {}
     outcome = WorkflowOutcome(status=RunStatus.SUCCEEDED)
     for name, code, timeout_s in steps:
+        if cancel is not None and cancel.cancelled:  # asked between two steps
+            outcome.status, outcome.error = RunStatus.CANCELLED, CANCELLED_WHILE_RUNNING
+            break
         result = sandbox.run_step(
             code, step_name=name, steps=dict(outputs), params=params, env=env, profile=profile,
-            limits=sandbox.StepLimits(timeout_s=timeout_s),
+            limits=sandbox.StepLimits(timeout_s=timeout_s), cancel=cancel,
         )
         step = StepOutcome(
             name=name, status=RunStatus.SUCCEEDED, output=result.output, stdout=result.stdout,
             stderr=result.stderr, duration_ms=result.duration_ms,
         )
         outcome.steps.append(step)
+        if result.cancelled:  # its processes are gone; later steps do not start
+            step.status = outcome.status = RunStatus.CANCELLED
+            step.output = None
+            outcome.error_step, outcome.error = name, CANCELLED_WHILE_RUNNING
+            break
         if not result.ok:
             step.status = RunStatus.TIMED_OUT if result.timed_out else RunStatus.FAILED
             step.output = None
@@ -162,6 +182,13 @@ def submit(workflow: Workflow, user: AbstractBaseUser | None, *, params: dict[st
     return run
 
 
+def cancel(run: WorkflowRun) -> WorkflowRun:
+    """Cancel ``run``: a queued one ends "Cancelled" at once; a running one is stopped by its
+    worker within the watcher's interval (its step's processes killed, later steps not
+    started). A finished run is left as it is. Returns the run as it now stands."""
+    return lifecycle.request_cancel(run)
+
+
 def execute(run_id: int) -> None:
     """Worker side of a submitted run."""
     if not lifecycle.claim(WorkflowRun, run_id):
@@ -169,8 +196,10 @@ def execute(run_id: int) -> None:
         return
     run = WorkflowRun.objects.select_related("workflow", "profile").get(pk=run_id)
     profile = run.profile or _record_default_profile(run)
-    with lifecycle.watcher.working_on(WorkflowRun, run_id):
-        outcome, env = _run_safely(run.workflow, {**run.workflow.default_params(), **run.params}, profile)
+    token = lifecycle.CancelToken()
+    with lifecycle.watcher.working_on(WorkflowRun, run_id, token):
+        outcome, env = _run_safely(run.workflow, {**run.workflow.default_params(), **run.params}, profile,
+                                   cancel=token)
         store_outcome(run_id, outcome, env)
     log.info("workflow run %s %s in %.1f ms", run_id, outcome.status, outcome.duration_ms)
 
@@ -185,8 +214,9 @@ def run_now(workflow: Workflow, *, trigger: str, user: AbstractBaseUser | None =
     credentials an integration will render from it)."""
     profile = profile or Profile.objects.default()
     run = lifecycle.start_running(WorkflowRun, workflow=workflow, user=user, trigger=trigger, profile=profile)
-    with lifecycle.watcher.working_on(WorkflowRun, run.pk):
-        outcome, env = _run_safely(workflow, workflow.default_params(), profile)
+    token = lifecycle.CancelToken()
+    with lifecycle.watcher.working_on(WorkflowRun, run.pk, token):
+        outcome, env = _run_safely(workflow, workflow.default_params(), profile, cancel=token)
         store_outcome(run.pk, outcome, env, also_hidden=hide(outcome) if hide and outcome.ok else ())
     return outcome
 
@@ -198,13 +228,13 @@ def _record_default_profile(run: WorkflowRun) -> Profile | None:
     return profile
 
 
-def _run_safely(workflow: Workflow, params: dict[str, Any],
-                profile: Profile | None) -> tuple[WorkflowOutcome, dict[str, str]]:
+def _run_safely(workflow: Workflow, params: dict[str, Any], profile: Profile | None, *,
+                cancel: lifecycle.CancelToken | None = None) -> tuple[WorkflowOutcome, dict[str, str]]:
     """Run the steps; the Env they were given comes back too, since the record masks its values."""
     env = worker_env(profile)
     try:
         return run_steps(steps_of(workflow), params=params, env=env,
-                         profile=profile.key if profile else None), env
+                         profile=profile.key if profile else None, cancel=cancel), env
     except Exception as exc:  # a bug of ours, or the sandbox could not start: the run must still end, and say why
         log.exception("workflow %s failed unexpectedly", workflow.pk)
         return WorkflowOutcome(status=RunStatus.FAILED,
