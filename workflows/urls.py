@@ -12,4 +12,5 @@ urlpatterns = [
     path("<int:pk>/delete/", views.workflow_delete, name="delete"),
     path("<int:pk>/run/", views.start_run, name="run"),
     path("<int:pk>/runs/<int:run_id>/", views.workflow_run, name="run_detail"),
+    path("<int:pk>/runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
 ]

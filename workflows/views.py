@@ -163,3 +163,21 @@ def workflow_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
             response["HX-Trigger"] = "run-finished"
         return response
     return render(request, "workflows/workflow_detail.html", _detail_context(request, run.workflow, run))
+
+
+@require_POST
+@_can("workflows.run_workflow")
+def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
+    """Cancel a queued or running run: the same runs as its page shows (a Runner's own only)."""
+    run = get_object_or_404(access.runs_for(request.user).select_related("workflow", "user", "profile"),
+                            pk=run_id, workflow_id=pk)
+    with transaction.atomic():
+        run = runner.cancel(run)
+        record_event(request, "cancel_run", run.workflow, run=run.pk, status=run.status)
+    if request.htmx:
+        response = render(request, "workflows/_workflow_run.html",
+                          {"run": run, "sees_steps": access.sees_steps(request.user)})
+        if run.is_final:
+            response["HX-Trigger"] = "run-finished"
+        return response
+    return redirect("workflows:run_detail", pk=pk, run_id=run.pk)

@@ -99,6 +99,12 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     ("workflows:run", {"pk": "plain"}, "get", NOT_ALLOWED),
     ("workflows:run_detail", {"pk": "plain", "run_id": "runner_workflow_run"}, "get", USE),
     ("workflows:run_detail", {"pk": "plain", "run_id": "builder_workflow_run"}, "get", NOT_SHARED),
+    # Cancel: the runs a user sees (a Runner's own), by anyone who may run workflows.
+    ("workflows:cancel_run", {"pk": "plain", "run_id": "runner_workflow_run"}, "post",
+     expect(runner=302, builder=302, admin=302)),
+    ("workflows:cancel_run", {"pk": "plain", "run_id": "builder_workflow_run"}, "post",
+     expect(runner=404, builder=302, admin=302)),
+    ("workflows:cancel_run", {"pk": "plain", "run_id": "runner_workflow_run"}, "get", NOT_ALLOWED),
     ("profiles:list", {}, "get", ADMINS),
     ("profiles:list", {}, "post", NOT_ALLOWED),
     ("profiles:create", {}, "get", ADMINS),
