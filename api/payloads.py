@@ -10,7 +10,8 @@ from django.http import HttpRequest
 
 from .errors import ApiError
 
-_SECONDS = re.compile(r"\d{1,6}(\.\d{1,6})?")
+# A JSON number (no sign: a wait is never negative), as any HTTP client writes one.
+_SECONDS = re.compile(r"\d+(\.\d+)?([eE][+-]?\d+)?")
 
 
 def json_body(request: HttpRequest) -> dict[str, Any]:
@@ -20,11 +21,40 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         return {}
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        storable = _storable(body)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ApiError(400, f"The body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "The body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.")
+    if not storable:
+        raise ApiError(400, "The body holds a NUL character or an unpaired surrogate (\\ud800-\\udfff), "
+                            "which cannot be stored.")
     return body
+
+
+def _storable(value: Any) -> bool:
+    """Whether every text in ``value`` can be stored: PostgreSQL refuses NUL in text and JSON,
+    and neither database takes a string that is not valid UTF-8."""
+    if isinstance(value, str):
+        return storable_text(value)
+    if isinstance(value, dict):
+        return all(_storable(k) and _storable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_storable(v) for v in value)
+    return True
+
+
+def storable_text(text: str) -> bool:
+    """No NUL (PostgreSQL refuses it even in a lookup) and valid UTF-8."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def only(body: dict[str, Any], allowed: set[str]) -> dict[str, Any]:
@@ -48,6 +78,6 @@ def wait_seconds(request: HttpRequest, default: float) -> float:
     raw = request.GET.get("wait")
     if raw is None:
         return default
-    if not _SECONDS.fullmatch(raw) or float(raw) > settings.API_MAX_WAIT_S:
+    if len(raw) > 40 or not _SECONDS.fullmatch(raw) or float(raw) > settings.API_MAX_WAIT_S:
         raise ApiError(400, f"wait must be a number of seconds from 0 to {settings.API_MAX_WAIT_S}.")
     return float(raw)

@@ -36,7 +36,7 @@ def workflow_run(request: HttpRequest, token: ApiToken, name: str) -> WorkflowRu
     user = token.user
     if not user.has_perm("workflows.run_workflow"):
         raise ApiError(403, "Your role does not allow running workflows.")
-    workflow = Workflow.objects.filter(name=name).first()
+    workflow = Workflow.objects.filter(name=name).first() if payloads.storable_text(name) else None
     if workflow is None or workflow_access.run_refusal(user, workflow):
         raise ApiError(404, f"No workflow “{name}” that you may run.")
     key = payloads.text(body, "profile")
@@ -60,7 +60,7 @@ def query(request: HttpRequest, token: ApiToken, name: str) -> QueryRun:
     user = token.user
     if not user.has_perm("integrations.run_query"):
         raise ApiError(403, "Your role does not allow running queries.")
-    integration = integrations_for(user).filter(name=name).first()
+    integration = integrations_for(user).filter(name=name).first() if payloads.storable_text(name) else None
     if integration is None:
         raise ApiError(404, f"No integration “{name}” shared with you.")
     form_class = request_form_class(integration.kind_impl)
