@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.urls import reverse
 
 from runs.models import BackgroundRun, RunStatus
+
+from .parameters import parse_values
 
 # Workflow and step names are referenced from code (`first.output`) and from
 # bindings (`{{getSecrets.response.host}}`), so they must be identifiers.
@@ -39,8 +43,9 @@ class Workflow(models.Model):
     def get_absolute_url(self) -> str:
         return reverse("workflows:detail", args=[self.pk])
 
-    def default_params(self) -> dict[str, str]:
-        return {p["name"]: p.get("default", "") for p in self.parameters}
+    def default_params(self) -> dict[str, Any]:
+        """The parameters' values when none is typed: a JSON default is parsed, like a typed value."""
+        return parse_values(self, {})
 
 
 class Step(models.Model):
