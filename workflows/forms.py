@@ -1,7 +1,8 @@
 """The workflow editor (the workflow's own fields, its steps and its parameters) and the Run workflow form."""
 from __future__ import annotations
 
-from typing import Any
+import keyword
+from typing import Any, Callable
 
 from django import forms
 
@@ -93,23 +94,42 @@ StepFormSet = forms.formset_factory(StepForm, formset=BaseStepFormSet, extra=0, 
 
 
 class ParameterForm(forms.Form):
-    name = forms.CharField(label="Parameter", max_length=64, validators=[identifier])
-    default = forms.CharField(label="Default", max_length=1000, required=False)
+    name = forms.CharField(label="Parameter name", max_length=64, validators=[identifier],
+                           widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    # Not stripped: the value a run gets is the value typed here.
+    # Its help text, the rule for values, is said once above the rows (_parameters.html).
+    default = forms.CharField(
+        label="Default value", max_length=1000, required=False, strip=False,
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                      "aria-describedby": "parameters-help"}))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, label_suffix="", **kwargs)
+        # A blank row is an error beside its name, never a parameter dropped without a word.
+        super().__init__(*args, label_suffix="", **{**kwargs, "empty_permitted": False})
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        # params.class would not parse; params._values reads the sandbox's own attribute; a
+        # parameter named like a step's variable (params.profile beside profile) only confuses.
+        if keyword.iskeyword(name) or name.startswith("_") or name in RESERVED_STEP_NAMES:
+            raise forms.ValidationError(f"“{name}” is reserved; choose another parameter name.")
+        return name
 
 
 class BaseParameterFormSet(forms.BaseFormSet):
     def clean(self) -> None:
-        if any(self.errors):
-            return
-        names = [f.cleaned_data.get("name") for f in self.forms if f.cleaned_data]
-        if len(names) != len(set(names)):
-            raise forms.ValidationError("Parameter names must be unique.")
+        seen: set[str] = set()
+        for form in self.forms:
+            name = form.cleaned_data.get("name")
+            if name is None:  # refused already, beside the field
+                continue
+            if name in seen:
+                form.add_error("name", f"There is already a parameter named “{name}”.")
+            seen.add(name)
 
 
-ParameterFormSet = forms.formset_factory(ParameterForm, formset=BaseParameterFormSet, extra=0)
+ParameterFormSet = forms.formset_factory(ParameterForm, formset=BaseParameterFormSet, extra=0, max_num=100,
+                                         validate_max=True)
 
 
 def step_initial(workflow: Workflow | None) -> list[dict[str, Any]]:
@@ -127,16 +147,25 @@ def posted_rows(data: Any, prefix: str, fields: tuple[str, ...]) -> list[dict[st
     return [{f: data.get(f"{prefix}-{i}-{f}", "") for f in fields} for i in range(total)]
 
 
-def rearrange(rows: list[dict[str, str]], action: str) -> list[dict[str, str]]:
+def new_step(rows: list[dict[str, str]]) -> dict[str, str]:
+    taken = {r.get("name") for r in rows}
+    n = len(rows) + 1
+    while f"step{n}" in taken:
+        n += 1
+    return {"name": f"step{n}", "code": "return None\n", "timeout_s": "30"}
+
+
+def new_parameter(rows: list[dict[str, str]]) -> dict[str, str]:
+    return {"name": "", "default": ""}  # no made-up name: the user names it
+
+
+def rearrange(rows: list[dict[str, str]], action: str,
+              new_row: Callable[[list[dict[str, str]]], dict[str, str]] = new_step) -> list[dict[str, str]]:
     """Apply an editor action ("add", "remove-2", "up-1", "down-0") to the posted rows."""
     rows = list(rows)
     verb, _, index_text = action.partition("-")
     if verb == "add":
-        taken = {r.get("name") for r in rows}
-        n = len(rows) + 1
-        while f"step{n}" in taken:
-            n += 1
-        rows.append({"name": f"step{n}", "code": "return None\n", "timeout_s": "30"})
+        rows.append(new_row(rows))
         return rows
     try:
         index = int(index_text)

@@ -14,10 +14,12 @@ from runs import lifecycle
 
 from . import access, editing, runner
 from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, RunForm, StepFormSet, WorkflowForm,
-                    posted_rows, rearrange, step_initial)
+                    new_parameter, posted_rows, rearrange, step_initial)
 from .models import Workflow, WorkflowRun
 
 STEP_FIELDS = ("name", "code", "timeout_s")
+PARAM_FIELDS = ("name", "default")
+PARAM_ACTION = "params-action"  # the name of the Add parameter and Remove buttons
 
 
 def _can(perm: str):
@@ -32,7 +34,12 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
 
 
 def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
-    if request.method == "POST":
+    if request.method == "POST" and PARAM_ACTION in request.POST:
+        # Add parameter or Remove without JavaScript: the editor again as typed, nothing saved.
+        form = WorkflowForm(instance=workflow, initial={f: request.POST.get(f, "") for f in ("name", "description")})
+        steps = StepFormSet(prefix=STEP_PREFIX, initial=posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS))
+        params = _edited_params(request)
+    elif request.method == "POST":
         form = WorkflowForm(request.POST, instance=workflow)
         steps = StepFormSet(request.POST, prefix=STEP_PREFIX)
         params = ParameterFormSet(request.POST, prefix=PARAM_PREFIX)
@@ -71,6 +78,19 @@ def edit_steps(request: HttpRequest) -> HttpResponse:
     rows = rearrange(posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS), request.POST.get("action", ""))
     steps = StepFormSet(prefix=STEP_PREFIX, initial=rows)
     return render(request, "workflows/_steps.html", {"steps": steps})
+
+
+@require_POST
+@_can("workflows.change_workflow")
+def edit_parameters(request: HttpRequest) -> HttpResponse:
+    """Add parameter or Remove in the editor; returns the parameters, keeping what was typed."""
+    return render(request, "workflows/_parameters.html", {"params": _edited_params(request)})
+
+
+def _edited_params(request: HttpRequest) -> ParameterFormSet:
+    rows = posted_rows(request.POST, PARAM_PREFIX, PARAM_FIELDS)
+    return ParameterFormSet(prefix=PARAM_PREFIX,
+                            initial=rearrange(rows, request.POST.get(PARAM_ACTION, ""), new_parameter))
 
 
 @require_http_methods(["GET", "POST"])
