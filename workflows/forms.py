@@ -5,10 +5,12 @@ import keyword
 from typing import Any, Callable
 
 from django import forms
+from django.utils.html import format_html
 
 from profiles.models import Profile
 
 from .models import RESERVED_STEP_NAMES, Workflow, identifier
+from .parameters import InvalidValues, is_json, parse_values
 from .step_code import check_syntax
 
 STEP_PREFIX = "steps"
@@ -29,7 +31,9 @@ class WorkflowForm(forms.ModelForm):
 
 
 class RunForm(forms.Form):
-    """The profile a run of a workflow runs under (its parameters are read from the page's own fields)."""
+    """The profile a run of a workflow runs under, and a field per parameter (``param-<name>``, so a
+    parameter cannot clash with the form's own fields) prefilled with its default.
+    ``cleaned_data["params"]`` holds the values, by ``parameters.parse_values``."""
 
     profile = forms.ModelChoiceField(
         label="Profile", queryset=Profile.objects.all(), to_field_name="key", empty_label=None, required=False,
@@ -37,14 +41,37 @@ class RunForm(forms.Form):
                                           "choose one from the list."},
     )
 
-    def __init__(self, *args: Any, last_choice: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, workflow: Workflow, last_choice: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, label_suffix="", **kwargs)
         chosen = Profile.objects.filter(key=last_choice).first() if last_choice else None
         self.fields["profile"].initial = chosen or Profile.objects.default()
+        self.workflow = workflow
+        for p in workflow.parameters:
+            name, default = p["name"], p.get("default", "")
+            self.fields[f"param-{name}"] = forms.CharField(
+                label=name, required=False, strip=False, initial=default,
+                widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+                help_text=format_html("<code>params.{}</code>: {}", name, "parsed as JSON, because its default "
+                                      "is JSON." if is_json(default) else "text."))
+
+    def parameter_fields(self) -> list[forms.BoundField]:
+        return [self[f"param-{p['name']}"] for p in self.workflow.parameters]
 
     def clean_profile(self) -> Profile | None:
         # Not posted at all (a script, an old page): what a run with no profile runs under.
         return self.cleaned_data["profile"] or Profile.objects.default()
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        # A parameter not posted at all (a script, an old page) takes its default.
+        typed = {p["name"]: cleaned.get(f"param-{p['name']}", "") for p in self.workflow.parameters
+                 if f"param-{p['name']}" in self.data}
+        try:
+            cleaned["params"] = parse_values(self.workflow, typed)
+        except InvalidValues as exc:
+            for name, message in exc.errors.items():
+                self.add_error(f"param-{name}", message)
+        return cleaned
 
 
 class StepForm(forms.Form):

@@ -142,7 +142,7 @@ def _last_profile_key(workflow: Workflow) -> str:
 
 def _run_form(request: HttpRequest, workflow: Workflow, data: dict | None = None) -> RunForm:
     """The Run workflow form; its Profile starts at this user's last choice for this workflow."""
-    return RunForm(data, last_choice=request.session.get(_last_profile_key(workflow)))
+    return RunForm(data, workflow=workflow, last_choice=request.session.get(_last_profile_key(workflow)))
 
 
 @require_POST
@@ -156,17 +156,18 @@ def start_run(request: HttpRequest, pk: int) -> HttpResponse:
         form.add_error("profile", refusal)
     if form.errors:
         if request.htmx:
-            return render(request, "workflows/_run_form_errors.html", {"form": form})
+            return render(request, "workflows/_run_form_errors.html", {"form": form, "workflow": workflow})
         return render(request, "workflows/workflow_detail.html", _detail_context(request, workflow, run_form=form))
     profile = form.cleaned_data["profile"]
-    params = {p["name"]: request.POST.get(f"param-{p['name']}", p.get("default", "")) for p in workflow.parameters}
+    params = form.cleaned_data["params"]
     with transaction.atomic():  # the run and its audit event: one write, one commit
         run = runner.submit(workflow, request.user, params=params, profile=profile)
         record_event(request, "run_workflow", workflow, run=run.pk, profile=profile.key if profile else None)
     if profile is not None:
         request.session[_last_profile_key(workflow)] = profile.key
     if request.htmx:
-        return render(request, "workflows/_workflow_run.html", {"run": run, "sees_steps": access.sees_steps(request.user)})
+        return render(request, "workflows/_run_started.html", {"run": run, "sees_steps": access.sees_steps(request.user),
+                                                               "workflow": workflow, "run_form": form})
     return redirect("workflows:run_detail", pk=workflow.pk, run_id=run.pk)
 
 
