@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 
 from credtool.celery import app
 from integrations.models import ConnectionCheck, QueryRun
-from runs import lifecycle
+from runs import lifecycle, workers
 from runs.models import WORKER_LOST
 from tests.conftest import start_worker, stop_worker, wait_for, wait_for_final
 from workflows.models import Step, Workflow, WorkflowRun
@@ -69,6 +69,10 @@ def test_a_broker_down_at_submit_shows_queued_and_every_run_is_sent_again_when_i
     broker_down.undo()  # the broker is back
     for model, pk, _ in submitted:  # as if the resend delay had passed
         model.objects.filter(pk=pk).update(sent_at=timezone.now() - timedelta(minutes=10))
+    # Runs are resent only to profiles a live worker serves: the session's worker says so in its
+    # next heartbeat (the previous test's end emptied the table, its heartbeat with it).
+    wait_for(lambda: workers.live_coverage().covers("production"), timeout=20,
+             message="the session worker's heartbeat")
     assert lifecycle.resend_lost_runs() == len(submitted)
     for model, pk, _ in submitted:
         assert wait_for_final(model, pk, timeout=40).status == "succeeded", model
