@@ -55,6 +55,11 @@ def _name(description: str) -> dict[str, Any]:
             "schema": {"type": "string", "minLength": 1}}
 
 
+def _run_id() -> dict[str, Any]:
+    return {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{PATTERN}$"},
+            "description": "The run's id, e.g. workflow-12 or query-34."}
+
+
 def document() -> dict[str, Any]:
     rate = settings.API_RATE_LIMIT
     started = {"202": _json(_ref("Pending"), "Still running after the wait: poll its url."),
@@ -88,13 +93,19 @@ def document() -> dict[str, Any]:
             }},
             "/api/v1/runs/{id}": {"get": {
                 "operationId": "getRun", "summary": "A run, as the request that started it answers",
-                "parameters": [
-                    {"name": "id", "in": "path", "required": True, "schema": {"type": "string", "pattern": f"^{PATTERN}$"},
-                     "description": "The run's id, e.g. workflow-12 or query-34."},
-                    {**_wait(), "description": "Seconds to wait for it to finish (default 0)."}],
+                "parameters": [_run_id(), {**_wait(), "description": "Seconds to wait for it to finish (default 0)."}],
                 "responses": {"200": _json({"anyOf": [_ref("WorkflowRun"), _ref("QueryRun")]},
                                            "The run: finished, or \"running\"."),
                               **_errors(400, 401, 404, 405)},
+            }},
+            "/api/v1/runs/{id}/cancel": {"post": {
+                "operationId": "cancelRun", "summary": "Cancel a run",
+                "description": "A queued run ends cancelled at once; a running one is stopped by its worker "
+                               "within a moment (poll it); a finished one is left as it is.",
+                "parameters": [_run_id(), {**_wait(), "description": "Seconds to wait for it to end (default 0)."}],
+                "responses": {"200": _json({"anyOf": [_ref("WorkflowRun"), _ref("QueryRun")]},
+                                           "The run as it now stands."),
+                              **_errors(400, 401, 403, 404, 405)},
             }},
             "/api/v1/openapi.json": {"get": {
                 "operationId": "openapi", "summary": "This document", "security": [],

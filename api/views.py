@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.log import record_event
 
-from . import answers, openapi, payloads, run_ids, start, tokens, waiting
+from . import answers, cancelling, openapi, payloads, run_ids, start, tokens, waiting
 from .endpoint import endpoint
 from .errors import ApiError
 from .forms import TokenForm
@@ -36,6 +36,12 @@ def query(request: HttpRequest, token: ApiToken, name: str) -> HttpResponse:
 def run(request: HttpRequest, token: ApiToken, run_id: str) -> HttpResponse:
     wait_s = payloads.wait_seconds(request, 0)
     return answers.answer(request, waiting.until_final(run_ids.visible_run(token.user, run_id), wait_s))
+
+
+@endpoint("POST")
+def cancel(request: HttpRequest, token: ApiToken, run_id: str) -> HttpResponse:
+    wait_s = payloads.wait_seconds(request, 0)
+    return answers.answer(request, waiting.until_final(cancelling.cancel(request, token, run_id), wait_s))
 
 
 @endpoint("GET", authenticated=False)

@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.urls import get_resolver
 
+from api import tokens
 from integrations.models import Configuration, ConfigurationProfile, ConnectionCheck, Integration, QueryRun
 from profiles.models import Profile
 from tests.conftest import make_user
@@ -36,6 +37,9 @@ CONFIGURE = expect()  # Builders and Admins only
 NOT_SHARED = expect(runner=404)  # does not exist for a Runner
 NOT_ALLOWED = expect(norole=405, runner=405, builder=405, admin=405)
 ADMINS = expect(builder=403)  # Admins only
+# The HTTP API takes API tokens only: a session cookie is no login there (tests/api has the token rows).
+TOKEN_ONLY = expect(anonymous=401, norole=401, runner=401, builder=401, admin=401)
+EVERYONE = dict.fromkeys(ROLES, 200)
 
 # (url name, url kwargs as world keys, method, expected by role)
 MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
@@ -117,6 +121,18 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     # Staging is used by Shared's Staging configuration: the page says so and keeps it.
     ("profiles:delete", {"pk": "staging"}, "post", ADMINS),
     ("audit:log", {}, "get", ADMINS),
+    # Each user's own API tokens; another user's token does not exist for them.
+    ("api_tokens:list", {}, "get", ALL),
+    ("api_tokens:list", {}, "post", ALL),  # an empty form: errors beside the field
+    ("api_tokens:revoke", {"pk": "builder_token"}, "post", expect(norole=404, runner=404, builder=302, admin=404)),
+    ("api_tokens:revoke", {"pk": "builder_token"}, "get", NOT_ALLOWED),
+    ("api:run_workflow", {"name": "plain_name"}, "post", TOKEN_ONLY),
+    ("api:run_workflow", {"name": "plain_name"}, "get", dict.fromkeys(ROLES, 405)),
+    ("api:query", {"name": "shared_name"}, "post", TOKEN_ONLY),
+    ("api:run", {"run_id": "runner_workflow_api_id"}, "get", TOKEN_ONLY),
+    ("api:cancel", {"run_id": "runner_workflow_api_id"}, "post", TOKEN_ONLY),
+    ("api:openapi", {}, "get", EVERYONE),
+    ("api:not_found", {}, "get", dict.fromkeys(ROLES, 404)),
     ("login", {}, "get", expect(anonymous=200, norole=200, runner=200, builder=200, admin=200)),
     ("logout", {}, "post", expect(anonymous=302, norole=302, runner=302, builder=302, admin=302)),
     ("admin:index", {}, "get", expect(norole=302, runner=302, builder=302)),  # Django's admin: staff only
@@ -125,7 +141,7 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
 
 @dataclass
 class World:
-    ids: dict[str, int]
+    ids: dict[str, int | str]
     users: dict[str, object]
 
 
@@ -164,7 +180,10 @@ def world(django_user_model) -> World:
         "builder_check": ConnectionCheck.objects.create(kind="postgres", user=users["builder"]).pk,
         "qa": Profile.objects.create(key="qa", name="QA").pk, "staging": Profile.objects.get(key="staging").pk,
         "one": 1,
+        "builder_token": tokens.create(users["builder"], "ci").token.pk,
+        "plain_name": "plain", "shared_name": "Shared",
     }
+    ids["runner_workflow_api_id"] = f"workflow-{ids['runner_workflow_run']}"
     return World(ids, users)
 
 
@@ -187,7 +206,7 @@ def test_every_url_method_and_role(client, world, name, kwargs, method, expected
 def test_the_matrix_names_every_url_of_the_app():
     covered = {name for name, *_ in MATRIX}
     resolver = get_resolver()
-    for namespace in ("integrations", "workflows", "profiles", "audit"):
+    for namespace in ("integrations", "workflows", "profiles", "audit", "api", "api_tokens"):
         names = {f"{namespace}:{p.name}" for p in resolver.namespace_dict[namespace][1].url_patterns}
         assert names <= covered, f"URLs without a row in the matrix: {sorted(names - covered)}"
 

@@ -6,10 +6,12 @@ import pytest
 from audit.models import AuditEvent
 from credtool.masking import MASK
 from devtools.localapi import LocalApi
-from integrations.models import Integration
+from integrations.models import Integration, QueryRun
 from profiles.models import Profile
 from tests.api.conftest import Api, token_for
+from tests.conftest import wait_for
 from tests.workflows.test_workflow_runs import make_workflow
+from workflows.models import WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -123,7 +125,8 @@ def test_a_query_run_can_be_polled(api, integration):
 
 def test_a_runner_queries_only_what_is_shared_with_them_and_under_their_profiles(client, runner, integration):
     runner_api = Api(client, token_for(runner))
-    assert query(runner_api, integration, {"sql": "select 1"}).status_code == 404
+    response = query(runner_api, integration, {"sql": "select 1"})
+    assert response.status_code == 404 and response.json()["error"] == "No integration “Target” shared with you."
     integration.share_with(runner, [Profile.objects.get(key="staging")])
     response = query(runner_api, integration, {"sql": "select 1"})  # the default profile is Production
     assert response.status_code == 404 and "production" in response.json()["error"]
@@ -167,3 +170,30 @@ def test_a_token_over_its_rate_limit_gets_429_with_retry_after(api, client, user
     assert AuditEvent.objects.filter(action__startswith="api_").count() == 2  # the refused one started nothing
     # Another token of the same user has its own count.
     assert run(Api(client, token_for(user, "other")), "w", wait="0").status_code == 202
+
+
+# --- Cancel -------------------------------------------------------------------------
+
+def test_cancel_stops_a_running_workflow_run(api):
+    make_workflow("slow", ("first", "import time\ntime.sleep(60)\nreturn 1"), ("second", "return 2"))
+    started = run(api, "slow", wait="0").json()
+    wait_for(lambda: WorkflowRun.objects.get(pk=started["id"].split("-")[1]).status == "running",
+             message="the run to start")
+    response = api.post(f"/api/v1/runs/{started['id']}/cancel?wait=10")
+    assert response.status_code == 200 and response.json()["status"] == "cancelled", response.json()
+    event = AuditEvent.objects.get(action="api_cancel_run")
+    assert event.object_repr == "slow" and event.detail["token"] == "script"
+
+
+def test_cancel_stops_a_running_query(api, integration):
+    started = query(api, integration, {"sql": "select pg_sleep(60)"}, wait="0").json()
+    wait_for(lambda: QueryRun.objects.get(pk=started["id"].split("-")[1]).status == "running",
+             message="the query to start")
+    body = api.post(f"/api/v1/runs/{started['id']}/cancel?wait=10").json()
+    assert body["status"] == "cancelled" and body["error"]["message"] == "Cancelled while running."
+
+
+def test_a_runner_cannot_cancel_another_users_run(api, client, runner, integration):
+    integration.share_with(runner)
+    alices = query(api, integration, {"sql": "select 1"}).json()["id"]
+    assert Api(client, token_for(runner)).post(f"/api/v1/runs/{alices}/cancel").status_code == 404
