@@ -138,8 +138,10 @@ def _schemas() -> dict[str, Any]:
         "Pending": {"type": "object", "required": ["id", "status", "url"], "properties": {
             "id": run_fields["id"], "status": {"type": "string", "enum": ["running"]}, "url": run_fields["url"]}},
         "WorkflowRequest": {"type": "object", "additionalProperties": False, "properties": {
-            "params": {"type": "object", "additionalProperties": {"type": "string"},
-                       "description": "Values of the workflow's parameters; the others take their defaults."},
+            "params": {"type": "object", "additionalProperties": ANY,
+                       "description": "Values of the workflow's parameters, as typed in the Run form (text; "
+                                      "parsed as JSON where the parameter's default is JSON), or as JSON values. "
+                                      "Parameters not given take their defaults."},
             "profile": {"type": "string", "description": "A profile's key; default: production."}}},
         "QueryRequest": {
             "type": "object", "additionalProperties": False,

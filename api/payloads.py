@@ -20,7 +20,7 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
         storable = _storable(body)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
         raise ApiError(400, f"The body is not valid JSON: {exc}") from None
@@ -32,6 +32,11 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         raise ApiError(400, "The body holds a NUL character or an unpaired surrogate (\\ud800-\\udfff), "
                             "which cannot be stored.")
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python reads NaN and Infinity; JSON has neither, and PostgreSQL refuses them in stored JSON.
+    raise ValueError(f"{name} is not JSON")
 
 
 def _storable(value: Any) -> bool:

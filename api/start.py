@@ -21,6 +21,7 @@ from profiles.models import Profile
 from workflows import access as workflow_access
 from workflows import runner
 from workflows.models import Workflow, WorkflowRun
+from workflows.parameters import InvalidValues, parse_values
 
 from . import payloads, rate_limit
 from .errors import ApiError
@@ -98,22 +99,20 @@ def _profile(allowed: Any, key: str | None) -> Profile | None:
     return allowed.filter(key=key).first()
 
 
-def _params(workflow: Workflow, given: Any) -> dict[str, str]:
-    """The run's parameters: the declared ones, as text (as the Run workflow form sends them); the
-    worker fills in defaults for those not given."""
+def _params(workflow: Workflow, given: Any) -> dict[str, Any]:
+    """The run's parameters by the one rule the Run form uses (``workflows.parameters``): a string is
+    the value as typed (parsed as JSON where the parameter's default is JSON); any other JSON value
+    is taken as its JSON text. Parameters not given take their defaults."""
     if given is None:
-        return {}
-    declared = [p["name"] for p in workflow.parameters]
+        given = {}
     if not isinstance(given, dict):
         raise ApiError(400, "'params' must be an object of parameter names and values.")
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ApiError(400, f"“{workflow.name}” has no parameter {', '.join(unknown)} "
-                            f"(its parameters: {', '.join(declared) or 'none'}).")
-    for name, value in given.items():
-        if not isinstance(value, str):
-            raise ApiError(400, f"params.{name} must be a string (parameters are text, as in the Run form).")
-    return dict(given)
+    typed = {name: value if isinstance(value, str) else json.dumps(value) for name, value in given.items()}
+    try:
+        return parse_values(workflow, typed)
+    except InvalidValues as exc:
+        raise ApiError(400, " ".join(f"params.{name}: {message}" for name, message in exc.errors.items()),
+                       fields={f"params.{name}": [message] for name, message in exc.errors.items()}) from None
 
 
 def _form_data(form_class: type, body: dict[str, Any]) -> dict[str, str]:

@@ -23,7 +23,7 @@ def test_schema_driven_requests_never_get_a_server_error(user, integration, sett
     # No worker: runs stay queued, and every wait is short.
     settings.API_DEFAULT_WAIT_S = 0
     settings.API_MAX_WAIT_S = 0.2
-    make_workflow("echo", ("first", "return params"), parameters=[{"name": "n", "default": "5"}])
+    make_workflow("echo", ("first", "return params.n"), parameters=[{"name": "n", "default": "5"}])
     existing = {"runWorkflow": "echo", "queryIntegration": integration.name}
     secret = token_for(user)
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", get_wsgi_application())

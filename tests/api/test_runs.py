@@ -66,7 +66,19 @@ def test_params_and_profile_reach_the_steps(api):
     assert body["output"] == {"region": "us-east-2", "profile": "staging"} and body["profile"] == "staging"
     assert run(api, "echo").json()["output"] == {"region": "eu-west-1", "profile": "production"}
     response = run(api, "echo", {"params": {"regoin": "x"}})
-    assert response.status_code == 400 and "regoin" in response.json()["error"]
+    assert response.status_code == 400 and "params.regoin" in response.json()["fields"]
+
+
+def test_params_follow_the_run_forms_rule(api):
+    """Text stays text; where the default is JSON, a value is JSON, typed as text or sent as a value."""
+    make_workflow("typed", ("first", "return {'region': params.region, 'count': params.count, 'tags': params.tags}"),
+                  parameters=[{"name": "region", "default": "eu"}, {"name": "count", "default": "5"},
+                              {"name": "tags", "default": "[]"}])
+    body = run(api, "typed", {"params": {"region": "42", "count": "7", "tags": ["a", 1]}}).json()
+    assert body["output"] == {"region": "42", "count": 7, "tags": ["a", 1]}
+    assert run(api, "typed").json()["output"] == {"region": "eu", "count": 5, "tags": []}
+    response = run(api, "typed", {"params": {"count": "seven"}})
+    assert response.status_code == 400 and "valid json" in response.json()["fields"]["params.count"][0].lower()
 
 
 def test_unknown_workflow_profile_or_keys_are_refused(api):
