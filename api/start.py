@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from audit.log import record_event
@@ -91,7 +92,7 @@ def _shown(key: str | None) -> str:
     return default.key if default is not None else "(none)"
 
 
-def _profile(allowed: Any, key: str | None) -> Profile | None:
+def _profile(allowed: QuerySet[Profile], key: str | None) -> Profile | None:
     """The profile ``key`` names among ``allowed``; without a key, the default profile (Production)."""
     if key is None:
         default = Profile.objects.default()
