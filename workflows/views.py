@@ -174,31 +174,34 @@ def start_run(request: HttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @_can("workflows.view_workflow")
 def workflow_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
-    run = get_object_or_404(access.runs_for(request.user).select_related("workflow", "user", "profile"),
-                            pk=run_id, workflow_id=pk)
-    run = lifecycle.reap_if_lost(run)
+    run = lifecycle.reap_if_lost(_visible_run(request, pk, run_id))
     if request.htmx:
-        response = render(request, "workflows/_workflow_run.html",
-                          {"run": run, "sees_steps": access.sees_steps(request.user)})
-        if run.is_final:
-            response["HX-Trigger"] = "run-finished"
-        return response
+        return _run_partial(request, run)
     return render(request, "workflows/workflow_detail.html", _detail_context(request, run.workflow, run))
+
+
+def _visible_run(request: HttpRequest, pk: int, run_id: int) -> WorkflowRun:
+    """A run as its page shows it: a Runner's own only, others 404."""
+    return get_object_or_404(access.runs_for(request.user).select_related("workflow", "user", "profile"),
+                             pk=run_id, workflow_id=pk)
+
+
+def _run_partial(request: HttpRequest, run: WorkflowRun) -> HttpResponse:
+    response = render(request, "workflows/_workflow_run.html",
+                      {"run": run, "sees_steps": access.sees_steps(request.user)})
+    if run.is_final:
+        response["HX-Trigger"] = "run-finished"  # the runs list refreshes itself
+    return response
 
 
 @require_POST
 @_can("workflows.run_workflow")
 def cancel_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
     """Cancel a queued or running run: the same runs as its page shows (a Runner's own only)."""
-    run = get_object_or_404(access.runs_for(request.user).select_related("workflow", "user", "profile"),
-                            pk=run_id, workflow_id=pk)
+    run = _visible_run(request, pk, run_id)
     with transaction.atomic():
         run = runner.cancel(run)
         record_event(request, "cancel_run", run.workflow, run=run.pk, status=run.status)
     if request.htmx:
-        response = render(request, "workflows/_workflow_run.html",
-                          {"run": run, "sees_steps": access.sees_steps(request.user)})
-        if run.is_final:
-            response["HX-Trigger"] = "run-finished"
-        return response
+        return _run_partial(request, run)
     return redirect("workflows:run_detail", pk=pk, run_id=run.pk)
