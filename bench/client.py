@@ -31,10 +31,11 @@ class Client:
             self._conn = None
 
     def request(self, method: str, path: str, form: dict[str, str] | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
-        body = urlencode(form).encode() if form is not None else None
+                headers: dict[str, str] | None = None, raw: bytes | None = None,
+                ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        body = urlencode(form).encode() if form is not None else raw
         sent = dict(headers or {})
-        if body is not None:
+        if form is not None:
             sent["Content-Type"] = "application/x-www-form-urlencoded"
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
@@ -79,3 +80,25 @@ class Client:
         if status != 200 or not match:
             raise HttpError(f"submitting a query: HTTP {status}: {body[:300]!r}")
         return int(match.group(1))
+
+
+class ApiClient:
+    """The HTTP API as a script calls it: JSON bodies and an ``Authorization: Bearer`` token."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.http = Client(base_url)
+        self.token = token
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(self, path: str, payload: dict) -> dict:
+        import json
+
+        status, _, body = self.http.request("POST", path, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            raw=json.dumps(payload).encode())
+        answer = json.loads(body or b"{}")
+        if status != 200 or answer.get("status") not in (None, "done"):
+            raise HttpError(f"POST {path}: HTTP {status}: {body[:300]!r}")
+        return answer

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import quote
 
 from . import stats
 from .config import Config
@@ -26,6 +27,7 @@ from .services import LARGE_ROWS, LARGE_TABLE, QUEUE, ROOT, Services, Target
 
 SELECT_1 = "select 1"
 BENCH_USER = "bench"
+STATIC_NAME = "bench static"
 AWS_KEYS = {"aws_access_key_id": "bench-access-key", "aws_secret_access_key": "bench-secret-key"}
 
 
@@ -182,6 +184,9 @@ NOTES = {
                      "each step: see detail.sandbox.pacing for back-to-back steps",
     "celery_noop": "send_task('bench.noop') until the task ran on the worker (its finish time)",
     "end_to_end": "HTTP POST of the query form (htmx, logged in, CSRF) until the run row's finished_at",
+    "api_workflow_trivial": "POST /api/v1/workflows/trivial/run (one `return 1` step) with a bearer token, "
+                            "until its 200 answer (the API waits for the run)",
+    "api_query": "POST /api/v1/integrations/<bench static>/query with select 1, until its 200 answer",
     "throughput": "closed loop: each client waits for its run (or no-op) before sending the next",
     "breakdown.static_app_connection_kept": "static, but the app database connection stays open between runs",
     "breakdown.static_credentials_and_query": "with_credentials + Postgres.run_query, without the run row",
@@ -218,6 +223,15 @@ class App:
     get_secrets_code: str
 
 
+def _api_token() -> str:
+    """A token of the bench user, for the API cases (made here: only its hash is stored)."""
+    from django.contrib.auth import get_user_model
+
+    from api import tokens
+
+    return tokens.create(get_user_model().objects.get(username=BENCH_USER), "bench").secret
+
+
 def seed_app(target: Target) -> App:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
@@ -238,8 +252,10 @@ def seed_app(target: Target) -> App:
     workflow = Workflow.objects.create(name="getSecrets", description="postgresSecrets from Secrets Manager (moto)")
     Step.objects.create(workflow=workflow, position=0, name="getSecret", code=GET_SECRETS_CODE, timeout_s=30)
     values = target.values()
+    trivial = Workflow.objects.create(name="trivial", description="one step that returns 1 (the API cases)")
+    Step.objects.create(workflow=trivial, position=0, name="one", code="return 1", timeout_s=30)
     static = Integration.objects.create_with_default(
-        name="bench static", kind="postgres", config={k: v for k, v in values.items() if k != "password"},
+        name=STATIC_NAME, kind="postgres", config={k: v for k, v in values.items() if k != "password"},
         secrets={"password": values["password"]})
     warm = Integration.objects.create_with_default(
         name="bench fetched", kind="postgres", fetch_credentials=True, credentials_workflow=workflow,
@@ -411,11 +427,12 @@ def large_result(cfg: Config, app: App, target: Target) -> tuple[dict, dict]:
 def queued_cases(cfg: Config, services: Services, app: App) -> tuple[dict, dict]:
     from credtool.celery import app as celery_app
 
-    from .client import Client
+    from .client import ApiClient, Client
     from .queued import EndToEnd, NoopChannel, RunWatcher, closed_loop
 
     purge_queue(celery_app)
-    env = {**os.environ, "CREDTOOL_LOG_LEVEL": "INFO"}
+    # The API cases send hundreds of runs a minute through one token: no rate limit here.
+    env = {**os.environ, "CREDTOOL_LOG_LEVEL": "INFO", "CREDTOOL_API_RATE_LIMIT": "1000000"}
     t0 = time.monotonic()
     services.start_worker(env)
     base_url = services.start_web(env)
@@ -427,6 +444,15 @@ def queued_cases(cfg: Config, services: Services, app: App) -> tuple[dict, dict]
     login.login(BENCH_USER, app.password)
     cookies = dict(login.cookies)
     login.close()
+    api = ApiClient(base_url, _api_token())
+    workflow_url, query_url = "/api/v1/workflows/trivial/run", f"/api/v1/integrations/{quote(STATIC_NAME)}/query"
+
+    def timed_api(path: str, payload: dict) -> Callable[[], float]:
+        def case() -> float:
+            started = time.perf_counter()
+            api.post(path, payload)
+            return (time.perf_counter() - started) * 1000
+        return case
 
     def worker_alive() -> bool:
         return services.alive("worker")
@@ -436,8 +462,11 @@ def queued_cases(cfg: Config, services: Services, app: App) -> tuple[dict, dict]
     e2e = EndToEnd(base_url, cookies, app.static_id, SELECT_1, watcher)
     client = e2e.client()
     try:
-        samples = stats.round_robin({"celery_noop": noop.round_trip, "end_to_end": lambda: e2e.round_trip(client)},
-                                    rounds=cfg.n(100), warmup=cfg.n(10))
+        samples = stats.round_robin({
+            "celery_noop": noop.round_trip, "end_to_end": lambda: e2e.round_trip(client),
+            "api_workflow_trivial": timed_api(workflow_url, {}),
+            "api_query": timed_api(query_url, {"sql": SELECT_1}),
+        }, rounds=cfg.n(100), warmup=cfg.n(10))
         if e2e.failures:
             raise RuntimeError(f"end-to-end runs failed: {e2e.failures[:3]}")
         results = {name: stats.summary(values) for name, values in samples.items()}
@@ -463,6 +492,7 @@ def queued_cases(cfg: Config, services: Services, app: App) -> tuple[dict, dict]
         print("bench: throughput done", flush=True)
     finally:
         client.close()
+        api.close()
         noop.close()
         watcher.close()
     results["throughput_qps"] = round(e2e_load.qps, 1)

@@ -205,9 +205,14 @@ class Services:
 
     # -- worker and web -------------------------------------------------------------
     def start_worker(self, env: dict[str, str]) -> None:
+        from profiles.models import Profile
+        from runs.workers import queue_name
+
+        # The bench's own queue (no-op tasks) and every profile's, where runs go.
+        queues = ",".join([QUEUE, *(queue_name(key) for key in Profile.objects.values_list("key", flat=True))])
         self.spawn("worker", [
             sys.executable, "-m", "celery", "-A", "credtool", "worker", "--loglevel=INFO",
-            "--include", "bench.tasks", "-Q", QUEUE, "-n", f"bench-{os.getpid()}@%h",
+            "--include", "bench.tasks", "-Q", queues, "-n", f"bench-{os.getpid()}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ], env)
 
