@@ -11,7 +11,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test demo bench worker web migrate system-packages browser-packages mysql-packages clean help
 
 help:
-	@echo "make run    - the app on http://$(HOST):$(PORT)/ and its Celery worker (embedded defaults)"
+	@echo "make run    - the app on http://$(HOST):$(PORT)/, its Celery worker and beat (embedded defaults)"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
 	@echo "make bench  - the benchmark: bench/results.json and a table"
@@ -48,10 +48,12 @@ migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 
-# The web server and a real Celery worker; Ctrl+C stops both.
+# The web server, a real Celery worker and beat (workflows' Schedules, read from the
+# database: no schedule file to keep); Ctrl+C stops all three.
 run: $(VENV)/.runtime system-packages migrate
 	@trap 'kill 0' EXIT; \
 	$(PY) -m celery -A credtool worker --loglevel=INFO & \
+	$(PY) -m celery -A credtool beat --loglevel=INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler & \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 # The fetched-credentials flow, seeded: local Secrets Manager (moto), a throwaway PostgreSQL, app and worker.

@@ -110,6 +110,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.forms",
     "django_htmx",
+    # Schedules: beat reads workflows' PeriodicTasks from the database (workflows.schedules).
+    # Before workflows, whose admin.py unregisters its admin pages.
+    "django_celery_beat",
     "profiles",
     "runs",
     "audit",
@@ -306,6 +309,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # and checked by close_old_connections (CONN_MAX_AGE, health checks) as for requests.
 CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Schedules are read in the server's time zone, and beat reads them from the database.
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # The profiles whose runs a worker executes: keys, comma-separated (e.g. "staging" for a worker in
 # the staging network holding staging's keys only); empty: every profile, including profiles
 # created while it runs. One broker queue per profile; see runs/workers.py.

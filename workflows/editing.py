@@ -6,6 +6,9 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
+from profiles.models import Profile
+
+from . import schedules
 from .forms import ParameterFormSet, StepFormSet, WorkflowForm
 from .models import Step, Workflow
 
@@ -13,19 +16,21 @@ from .models import Step, Workflow
 @transaction.atomic
 def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet,
          user: AbstractBaseUser | None) -> tuple[Workflow, list[str]]:
-    """Save the workflow with its steps in the posted order, all or nothing; returns it and the
-    names of what changed (name, description, steps, parameters) compared with what was stored."""
+    """Save the workflow with its steps in the posted order and its Schedule's PeriodicTask, all or
+    nothing; returns it and the names of what changed (name, description, steps, parameters,
+    schedule, schedule_profile) compared with what was stored."""
     workflow = form.save(commit=False)
     before = _snapshot(Workflow.objects.get(pk=workflow.pk)) if workflow.pk else {}
     parameters = [{"name": f.cleaned_data["name"], "default": f.cleaned_data.get("default", "")} for f in params.forms]
     new_steps = [(f.cleaned_data["name"], f.cleaned_data["code"], f.cleaned_data["timeout_s"]) for f in steps.forms]
     after = {"name": workflow.name, "description": workflow.description, "parameters": parameters,
-             "steps": new_steps}
+             "steps": new_steps, "schedule": workflow.schedule, "schedule_profile": workflow.schedule_profile_id}
     changed = sorted(key for key, value in after.items() if before.get(key) != value
-                     and (workflow.pk or value not in ("", [])))
+                     and (workflow.pk or value not in ("", [], None)))
     if workflow.pk and not changed:
         return workflow, []  # nothing changed: cached credentials fetched with it stay valid
-    if workflow.pk:
+    # When it runs is no part of what it does: a new Schedule keeps cached credentials.
+    if workflow.pk and set(changed) - {"schedule", "schedule_profile"}:
         workflow.revision += 1
     else:
         workflow.created_by = user
@@ -36,9 +41,17 @@ def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet,
         Step(workflow=workflow, position=i, name=name, code=code, timeout_s=timeout_s)
         for i, (name, code, timeout_s) in enumerate(new_steps)
     ])
+    schedules.sync(workflow)
     return workflow, changed
 
 
 def _snapshot(workflow: Workflow) -> dict[str, Any]:
     return {"name": workflow.name, "description": workflow.description, "parameters": workflow.parameters,
-            "steps": [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()]}
+            "steps": [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()],
+            # None (saved before schedules, or its profile deleted) means the default: no change.
+            "schedule": workflow.schedule, "schedule_profile": workflow.schedule_profile_id or _default_profile_pk()}
+
+
+def _default_profile_pk() -> int | None:
+    profile = Profile.objects.default()
+    return profile.pk if profile else None

@@ -5,12 +5,14 @@ import keyword
 from typing import Any, Callable
 
 from django import forms
+from django.urls import reverse
 from django.utils.html import format_html
 
 from profiles.models import Profile
 
 from .models import RESERVED_STEP_NAMES, Workflow, identifier
 from .parameters import InvalidValues, is_json, parse_values
+from .schedules import InvalidSchedule, normalise, parse
 from .step_code import check_syntax
 
 STEP_PREFIX = "steps"
@@ -18,16 +20,45 @@ PARAM_PREFIX = "params"
 
 
 class WorkflowForm(forms.ModelForm):
+    schedule_profile = forms.ModelChoiceField(
+        label="Schedule profile", queryset=Profile.objects.all(), empty_label=None, required=False,
+        help_text="The profile its scheduled runs run under.",
+        error_messages={"invalid_choice": "That profile no longer exists; choose one from the list."},
+    )
+
     class Meta:
         model = Workflow
-        fields = ["name", "description"]
+        fields = ["name", "description", "schedule", "schedule_profile"]
         help_texts = {
             "name": "Referenced in bindings as {{name.response…}}: letters, digits and underscores.",
+            "schedule": "A cron expression (minute hour day-of-month month day-of-week), e.g. "
+                        "<code>*/15 * * * *</code>; blank: not scheduled.",
         }
-        widgets = {"name": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"})}
+        widgets = {"name": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+                   "schedule": forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false",
+                                                      "placeholder": "*/15 * * * *"})}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, label_suffix="", **kwargs)
+        # As it is typed: what it means and when it runs next, beside the field.
+        self.fields["schedule"].widget.attrs.update({
+            "hx-get": reverse("workflows:schedule_reading"), "hx-trigger": "input changed delay:400ms",
+            "hx-target": "#schedule-reading", "hx-swap": "outerHTML", "aria-describedby": "id_schedule_helptext schedule-reading"})
+        if not self.initial.get("schedule_profile"):
+            self.initial["schedule_profile"] = Profile.objects.default()
+
+    def clean_schedule(self) -> str:
+        schedule = normalise(self.cleaned_data["schedule"])
+        if schedule:
+            try:
+                parse(schedule)
+            except InvalidSchedule as exc:
+                raise forms.ValidationError(str(exc)) from exc
+        return schedule
+
+    def clean_schedule_profile(self) -> Profile | None:
+        # Not posted (a script, an old page): the default profile, Production.
+        return self.cleaned_data["schedule_profile"] or Profile.objects.default()
 
 
 class RunForm(forms.Form):

@@ -32,6 +32,12 @@ class Workflow(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     # Bumped on every save: cached credentials fetched with an older revision are dropped.
     revision = models.PositiveIntegerField(default=1)
+    # A cron expression ("*/15 * * * *") in settings.TIME_ZONE; blank: not scheduled.
+    # Kept as this workflow's django-celery-beat PeriodicTask by workflows.schedules.
+    schedule = models.CharField("Schedule", max_length=100, blank=True, default="")
+    # None (its profile was deleted): the default profile, as for any run with no profile.
+    schedule_profile = models.ForeignKey("profiles.Profile", verbose_name="Schedule profile", null=True, blank=True,
+                                         on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["name"]
@@ -74,8 +80,8 @@ class WorkflowRun(BackgroundRun):
 
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="runs")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
-    # Why it ran: "manual", "preview" (from an integration form), "credentials" (before a
-    # query) or "test-connection".
+    # Why it ran: "manual", "api", "schedule" (the workflow's Schedule), "preview" (from an
+    # integration form), "credentials" (before a query) or "test-connection".
     trigger = models.CharField(max_length=20, default="manual")
     params = models.JSONField(default=dict, blank=True)
     duration_ms = models.FloatField(null=True, blank=True)

@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
 
-from . import runner, sandbox
+from . import runner, sandbox, schedules
 
 log = logging.getLogger(__name__)
 
@@ -27,3 +27,9 @@ def stop_sandbox_pool(**kwargs: object) -> None:
 @shared_task(name="workflows.run_workflow")
 def execute_run(run_id: int) -> None:
     runner.execute(run_id)
+
+
+@shared_task(name=schedules.TASK_NAME)
+def run_scheduled(workflow_id: int) -> None:
+    """Sent by beat with the workflow's id (its PeriodicTask's args)."""
+    schedules.run_scheduled(workflow_id)

@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.workflow_create, name="create"),
     path("editor/steps/", views.edit_steps, name="edit_steps"),
     path("editor/parameters/", views.edit_parameters, name="edit_params"),
+    path("editor/schedule/", views.schedule_reading, name="schedule_reading"),
     path("<int:pk>/", views.workflow_detail, name="detail"),
     path("<int:pk>/edit/", views.workflow_edit, name="edit"),
     path("<int:pk>/delete/", views.workflow_delete, name="delete"),

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from audit.log import record_event
 from runs import lifecycle
 
-from . import access, editing, runner
+from . import access, editing, runner, schedules
 from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, RunForm, StepFormSet, WorkflowForm,
                     new_parameter, posted_rows, rearrange, step_initial)
 from .models import Workflow, WorkflowRun
@@ -36,7 +36,8 @@ def workflow_list(request: HttpRequest) -> HttpResponse:
 def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
     if request.method == "POST" and PARAM_ACTION in request.POST:
         # Add parameter or Remove without JavaScript: the editor again as typed, nothing saved.
-        form = WorkflowForm(instance=workflow, initial={f: request.POST.get(f, "") for f in ("name", "description")})
+        form = WorkflowForm(instance=workflow, initial={f: request.POST.get(f, "") for f in
+                                                        ("name", "description", "schedule", "schedule_profile")})
         steps = StepFormSet(prefix=STEP_PREFIX, initial=posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS))
         params = _edited_params(request)
     elif request.method == "POST":
@@ -55,8 +56,18 @@ def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
         form = WorkflowForm(instance=workflow)
         steps = StepFormSet(prefix=STEP_PREFIX, initial=step_initial(workflow))
         params = ParameterFormSet(prefix=PARAM_PREFIX, initial=workflow.parameters if workflow else [])
+    # A refused Schedule says why once, in its error beside the field.
+    reading = {} if form.errors.get("schedule") else schedules.reading(form["schedule"].value() or "")
     return render(request, "workflows/workflow_form.html",
-                  {"form": form, "steps": steps, "params": params, "workflow": workflow})
+                  {"form": form, "steps": steps, "params": params, "workflow": workflow, "schedule": reading})
+
+
+@require_GET
+@_can("workflows.change_workflow")
+def schedule_reading(request: HttpRequest) -> HttpResponse:
+    """The editor's reading of a typed Schedule: what it means and its next three times."""
+    return render(request, "workflows/_schedule_reading.html",
+                  {"schedule": schedules.reading(request.GET.get("schedule", ""))})
 
 
 @require_http_methods(["GET", "POST"])
@@ -102,6 +113,7 @@ def workflow_delete(request: HttpRequest, pk: int) -> HttpResponse:
         try:
             with transaction.atomic():  # a refused delete leaves no audit event
                 record_event(request, "delete", workflow)
+                schedules.unschedule(workflow)
                 workflow.delete()
         except ProtectedError as exc:
             users = ", ".join(sorted(str(obj) for obj in exc.protected_objects))
@@ -133,7 +145,7 @@ def _detail_context(request: HttpRequest, workflow: Workflow, run: WorkflowRun |
     recent = (access.runs_for(request.user).filter(workflow=workflow).select_related("user", "profile")
               .defer("output")[:15])
     return {"workflow": workflow, "run": run, "recent_runs": recent, "sees_steps": access.sees_steps(request.user),
-            "run_form": run_form or _run_form(request, workflow)}
+            "run_form": run_form or _run_form(request, workflow), "schedule": schedules.reading(workflow.schedule)}
 
 
 def _last_profile_key(workflow: Workflow) -> str:

@@ -92,6 +92,7 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     ("workflows:create", {}, "post", CONFIGURE),
     ("workflows:edit_steps", {}, "post", CONFIGURE),
     ("workflows:edit_params", {}, "post", CONFIGURE),
+    ("workflows:schedule_reading", {}, "get", CONFIGURE),
     ("workflows:detail", {"pk": "plain"}, "get", USE),
     # A Runner may not run (or open) a workflow that reads an integration not shared with them.
     ("workflows:detail", {"pk": "fetches_private"}, "get", CONFIGURE),
