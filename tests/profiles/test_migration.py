@@ -9,7 +9,8 @@ from credtool import crypto
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("integrations", "0009_connectioncheck_profile_queryrun_profile")]
+# The workflows app goes back too: the Workflow rows made here must fit its table as it was then.
+BEFORE = [("integrations", "0009_connectioncheck_profile_queryrun_profile"), ("workflows", "0004_workflowrun_profile")]
 AFTER = [("integrations", "0012_integration_fields_moved")]
 
 
