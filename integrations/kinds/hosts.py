@@ -1,9 +1,16 @@
-"""Checks every database kind makes of a host and a port before connecting (pure, no driver)."""
+"""Checks every database kind makes of a host and a port before connecting, and the address it
+then connects to (no driver here)."""
 from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .. import destinations
+from .base import StageError
+
+if TYPE_CHECKING:
+    from .base import Kind
 
 
 def host_and_port_errors(values: dict[str, Any]) -> dict[str, str]:
@@ -34,3 +41,20 @@ def port_number(value: Any, default: int) -> int:
     if not 1 <= port <= 65535:
         raise ValueError(f"port {port} is not between 1 and 65535")
     return port
+
+
+def checked_address(kind: Kind, values: dict[str, Any], *, default_port: int,
+                    required: tuple[str, ...]) -> tuple[str, int]:
+    """The address and port to connect to, once the host, port and ``required`` fields pass and
+    the destination is allowed; the address is the resolved one, so DNS cannot swap it later."""
+    errors = kind.validate(values)
+    if errors:
+        raise StageError("connection", "; ".join(errors.values()))
+    try:
+        port = port_number(values.get("port"), default_port)
+    except ValueError as exc:
+        raise StageError("connection", str(exc)) from None
+    for name in required:
+        if not values.get(name):
+            raise StageError("connection", f"{kind.field(name).label} is empty")
+    return destinations.check(str(values["host"]), port), port

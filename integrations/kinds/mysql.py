@@ -46,11 +46,10 @@ import pymysql
 import sqlparse
 from pymysql.constants import FIELD_TYPE
 
-from .. import destinations
 from ..connection_pool import ConnectionPool
 from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
 from .deadlines import Deadline, deadlines
-from .hosts import host_and_port_errors, port_number
+from .hosts import checked_address, host_and_port_errors
 from .registry import register
 
 SSL_MODES = (("disabled", "disabled"), ("preferred", "preferred"), ("required", "required"),
@@ -108,18 +107,8 @@ class MySQL(Kind):
     def connect(self, creds: Credentials, *, connect_timeout: int, timeout_s: int | None = None,
                 read_only: bool = False, max_rows: int | None = None) -> _Connection:
         values = creds.values
-        errors = self.validate(values)
-        if errors:
-            raise StageError("connection", "; ".join(errors.values()))
-        try:
-            port = port_number(values.get("port"), 3306)
-        except ValueError as exc:
-            raise StageError("connection", str(exc)) from None
-        for required in ("host", "username"):
-            if not values.get(required):
-                raise StageError("connection", f"{self.field(required).label} is empty")
+        address, port = checked_address(self, values, default_port=3306, required=("host", "username"))
         host = str(values["host"])
-        address = destinations.check(host, port)  # the address connected to: DNS cannot swap it now
         mode = str(values.get("ssl_mode") or "preferred")
         try:
             sock = socket.create_connection((address, port), timeout=connect_timeout)

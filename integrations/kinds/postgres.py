@@ -51,12 +51,11 @@ from psycopg.types.bool import BoolLoader
 from psycopg.types.numeric import IntLoader
 from psycopg.types.string import TextLoader
 
-from .. import destinations
 from ..connection_pool import ConnectionPool
 from .registry import register
 from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
 from .deadlines import Deadline, deadlines
-from .hosts import host_and_port_errors, port_number
+from .hosts import checked_address, host_and_port_errors
 
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -154,17 +153,7 @@ class Postgres(Kind):
     def connect(self, creds: Credentials, *, connect_timeout: int, timeout_s: int | None = None,
                 read_only: bool = False) -> psycopg.Connection:
         values = creds.values
-        errors = self.validate(values)
-        if errors:
-            raise StageError("connection", "; ".join(errors.values()))
-        try:
-            port = port_number(values.get("port"), 5432)
-        except ValueError as exc:
-            raise StageError("connection", str(exc)) from None
-        for required in ("host", "database", "username"):
-            if not values.get(required):
-                raise StageError("connection", f"{self.field(required).label} is empty")
-        address = destinations.check(str(values["host"]), port)
+        address, port = checked_address(self, values, default_port=5432, required=("host", "database", "username"))
         # Start-up options are the session's defaults: DISCARD ALL and RESET come back to them.
         options = [f"-c statement_timeout={timeout_s * 1000}"] if timeout_s else []
         if read_only:
