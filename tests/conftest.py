@@ -96,20 +96,24 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def fresh_database(server_url: str, name: str, owner: str) -> TargetDatabase:
+    """An empty database ``name`` owned by a new login role ``owner`` with a random password."""
+    info = psycopg.conninfo.conninfo_to_dict(server_url)
+    password = f"{owner}-pw-" + secrets.token_hex(8)
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"DROP ROLE IF EXISTS {owner}")
+        conn.execute(f"CREATE ROLE {owner} LOGIN PASSWORD {_quote(password)}")
+        conn.execute(f"CREATE DATABASE {name} OWNER {owner}")
+    return TargetDatabase(
+        host=str(info.get("host") or "127.0.0.1"), port=int(info.get("port") or 5432), database=name,
+        username=owner, password=password, superuser_url=server_url,
+    )
+
+
 @pytest.fixture(scope="session")
 def target_db(postgres_server_url: str) -> TargetDatabase:
-    info = psycopg.conninfo.conninfo_to_dict(postgres_server_url)
-    password = "pw-" + secrets.token_hex(8)
-    name = "credtool_target"
-    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        conn.execute("DROP ROLE IF EXISTS app_user")
-        conn.execute(f"CREATE ROLE app_user LOGIN PASSWORD {_quote(password)}")
-        conn.execute(f"CREATE DATABASE {name} OWNER app_user")
-    target = TargetDatabase(
-        host=str(info.get("host") or "127.0.0.1"), port=int(info.get("port") or 5432), database=name,
-        username="app_user", password=password, superuser_url=postgres_server_url,
-    )
+    target = fresh_database(postgres_server_url, "credtool_target", "app_user")
     with target.admin() as conn:
         conn.execute("SET ROLE app_user")
         conn.execute(
