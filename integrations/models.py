@@ -81,12 +81,11 @@ class Integration(models.Model):
         return self.configurations.get(is_default=True)
 
     def configuration_for(self, profile: Profile | None) -> "Configuration":
-        """The profile's own configuration, else the Default one."""
-        if profile is not None:
-            own = self.configurations.filter(profiles=profile).first()
-            if own is not None:
-                return own
-        return self.default_configuration
+        """The profile's own configuration, else the Default one (one query: it is on every run's path)."""
+        if profile is None:
+            return self.default_configuration
+        return (self.configurations.filter(models.Q(profiles=profile) | models.Q(is_default=True))
+                .order_by("is_default").first())
 
     def summary(self) -> str:
         """A one-line description for lists: the Default configuration's, as the kind writes it."""
