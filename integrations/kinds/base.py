@@ -48,7 +48,8 @@ from runs.lifecycle import CancelToken
 
 from .cells import Cell, cell_value
 
-__all__ = ["CancelToken", "Credentials", "FieldSpec", "Kind", "QueryCancelled", "StageError", "StatementResult"]
+__all__ = ["BoundRequest", "CancelToken", "Credentials", "FieldSpec", "Kind", "QueryCancelled", "StageError",
+           "StatementResult"]
 
 Stage = Literal["workflow", "binding", "connection", "query"]
 
@@ -113,6 +114,43 @@ class StatementResult:
         if self.response is not None:
             data["response"] = self.response
         return data
+
+
+@dataclass(frozen=True)
+class BoundRequest:
+    """A request whose values travel apart from its text, as the driver's bound parameters:
+    ``pieces[0] values[0] pieces[1] … values[n-1] pieces[n]``.
+
+    An Integration step's ``select qty from orders where item = {{params.item}}`` is
+    the pieces ``("select qty from orders where item = ", "")`` and the value of
+    ``params.item``: each kind puts its placeholder at the seam (``$1`` for
+    PostgreSQL, ``%s`` for MySQL, JSON or URL encoding for REST) and refuses a seam
+    where a value cannot go as a value (inside a quoted string or a comment).
+    """
+
+    pieces: tuple[str, ...]
+    values: tuple[Any, ...] = ()
+    # Each value's binding as written ("{{params.item}}"), for messages and for the text a run shows.
+    sources: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, request: str | BoundRequest) -> BoundRequest:
+        return request if isinstance(request, BoundRequest) else cls((request,))
+
+    def joined(self, placeholder: Any) -> tuple[str, list[tuple[int, int]]]:
+        """The text with ``placeholder(i)`` at seam ``i``, and each placeholder's (start, end) in it."""
+        parts, spans, length = [self.pieces[0]], [], len(self.pieces[0])
+        for i, piece in enumerate(self.pieces[1:]):
+            marker = placeholder(i)
+            spans.append((length, length + len(marker)))
+            parts.extend((marker, piece))
+            length += len(marker) + len(piece)
+        return "".join(parts), spans
+
+    @property
+    def shown(self) -> str:
+        """The request as written, bindings and all: what a run's record says it ran."""
+        return self.joined(lambda i: self.sources[i] if i < len(self.sources) else "?")[0]
 
 
 @dataclass(frozen=True)
@@ -196,12 +234,13 @@ class Kind:
         return f"Connected to {self.label}" + (f" {first}" if first not in (None, "", 1) else "")
 
     def run_query(
-        self, creds: Credentials, request: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
-        connect_timeout: int = 5, read_only: bool = False,
+        self, creds: Credentials, request: str | BoundRequest, *, max_rows: int, timeout_s: int,
+        cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False,
     ) -> list[StatementResult]:
         """Run the request (every statement of a SQL text in order, or one HTTP request), one result
         each with at most ``max_rows`` rows; raise StageError (with what ran before the failure) or
-        QueryCancelled.
+        QueryCancelled. A ``BoundRequest``'s values are sent as the driver's parameters, never
+        pasted into the text (see ``BoundRequest``).
 
         The whole run ends within ``timeout_s``. ``read_only``: the server itself must
         refuse writes (not a check of the text). The connection the request used must

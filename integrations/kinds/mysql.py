@@ -29,6 +29,10 @@ How a query runs (``MySQL.run_query``):
   ``/*!50000 ...*/``, are read as the code they are). A stored procedure that
   commits and then writes is the server's business: give read-only
   integrations a database user without write grants as well.
+- Bound values (an Integration step's ``{{params.item}}``, a ``BoundRequest``)
+  are PyMySQL's ``%s`` parameters: the driver quotes each with the escaping the
+  session asks for (it follows NO_BACKSLASH_ESCAPES); a binding inside a quoted
+  string, a comment or a name is refused, as sqlparse reads the statement.
 - Session reset: COM_RESET_CONNECTION before a connection is reused (user
   variables, temporary tables, session settings, locks), then our settings again.
 - Cells are the server's own text (the text protocol's strings), integers as
@@ -36,6 +40,7 @@ How a query runs (``MySQL.run_query``):
 """
 from __future__ import annotations
 
+import json
 import re
 import select
 import socket
@@ -47,7 +52,7 @@ import sqlparse
 from pymysql.constants import FIELD_TYPE
 
 from ..connection_pool import ConnectionPool
-from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import BoundRequest, CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
 from .deadlines import Deadline, deadlines
 from .hosts import checked_address, host_and_port_errors
 from .registry import register
@@ -140,11 +145,11 @@ class MySQL(Kind):
             _close_quietly(conn)
             raise
 
-    def run_query(self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
-                  connect_timeout: int = 5, read_only: bool = False) -> list[StatementResult]:
-        statements = split_statements(sql)
+    def run_query(self, creds: Credentials, sql: str | BoundRequest, *, max_rows: int, timeout_s: int,
+                  cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False) -> list[StatementResult]:
+        statements = bound_statements(sql)
         if read_only:
-            for number, statement in enumerate(statements, 1):
+            for number, (statement, _) in enumerate(statements, 1):
                 problem = read_only_refusal(statement)
                 if problem:
                     raise StageError("query", f"{_which(number, statements)}: {problem}")
@@ -154,7 +159,7 @@ class MySQL(Kind):
             # The pooled connection had died while idle before anything was sent: a new one is safe.
             return self._run(creds, statements, max_rows, timeout_s, cancel, connect_timeout, read_only, fresh=True)
 
-    def _run(self, creds: Credentials, statements: list[str], max_rows: int, timeout_s: int, cancel: CancelToken,
+    def _run(self, creds: Credentials, statements: list[Statement], max_rows: int, timeout_s: int, cancel: CancelToken,
              connect_timeout: int, read_only: bool, *, fresh: bool) -> list[StatementResult]:
         key = f"{creds.fingerprint}:{timeout_s}:{int(read_only)}:{max_rows}"
         connect = lambda: self.connect(creds, connect_timeout=connect_timeout, timeout_s=timeout_s,  # noqa: E731
@@ -183,7 +188,8 @@ class MySQL(Kind):
                 code, _ = _error(exc)
                 if lease.reused and number <= 1 and not results and code in CONNECTION_LOST and not conn.open:
                     raise _StaleConnection() from None
-                raise self._failure(exc, number, statements, results, cancel, watchdog, timeout_s) from None
+                raise self._failure(exc, number, [text for text, _ in statements], results, cancel, watchdog,
+                                    timeout_s) from None
             finally:
                 cancel.on_cancel(None)
 
@@ -192,10 +198,11 @@ class MySQL(Kind):
         left = max_rows * TOTAL_ROWS_FACTOR - sum(len(r.rows) for r in results)
         return max(0, min(max_rows, left))
 
-    def _statement(self, conn: _Connection, statement: str, limit: int) -> StatementResult:
+    def _statement(self, conn: _Connection, bound: Statement, limit: int) -> StatementResult:
+        statement, args = bound
         cursor = pymysql.cursors.SSCursor(conn)
         try:
-            cursor.execute(statement)
+            cursor.execute(statement, args)
             if not cursor.description:
                 affected = max(cursor.rowcount, 0)
                 return StatementResult(statement, columns=[], rows=[], row_count=affected,
@@ -251,6 +258,51 @@ class _Killer:
             pass
         finally:
             _close_quietly(side)
+
+
+# A statement as sent: its text, and its bound values (None: the text is sent as it is, no %s in it).
+Statement = tuple[str, tuple[Any, ...] | None]
+_VALUE_MARKER = "__credtool_value_{}__"
+_VALUE_MARKER_FOUND = re.compile(r"__credtool_value_(\d+)__")
+
+
+def bound_statements(request: str | BoundRequest) -> list[Statement]:
+    """The statements of ``request``; a bound value goes where sqlparse reads a name of its own
+    (a marker put at the seam), as a ``%s`` parameter, with ``%`` doubled elsewhere for PyMySQL."""
+    bound = BoundRequest.of(request)
+    if not bound.values:
+        return [(text, None) for text in split_statements(bound.pieces[0])]
+    if any("__credtool_value_" in piece for piece in bound.pieces):
+        raise StageError("query", "the text “__credtool_value_” is reserved in queries with bindings")
+    text, _ = bound.joined(_VALUE_MARKER.format)
+    statements = []
+    for statement in split_statements(text):
+        query, args = [], []
+        for token in sqlparse.parse(statement)[0].flatten():
+            found = _VALUE_MARKER_FOUND.search(token.value)
+            if found is None:
+                query.append(token.value.replace("%", "%%"))
+            elif token.ttype in sqlparse.tokens.Name and found.group(0) == token.value:
+                query.append("%s")
+                args.append(_parameter(bound.values[int(found.group(1))]))
+            else:
+                index = int(found.group(1))
+                source = bound.sources[index] if index < len(bound.sources) else f"binding {index + 1}"
+                raise StageError("query", f"{source} is inside a quoted string, a comment or a name; write it "
+                                          "bare (where item = {{params.item}}): its value is sent as a bound "
+                                          "parameter, quoted by the driver")
+        statements.append(("".join(query), tuple(args)))
+    return statements
+
+
+def _parameter(value: Any) -> Any:
+    """A bound value as PyMySQL quotes it: scalars as they are, a list of scalars as ``(a, b)``
+    (for ``IN {{params.ids}}``), anything else as JSON text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, (str, bool, int, float)) for v in value):
+        return tuple(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def split_statements(sql: str) -> list[str]:

@@ -53,7 +53,7 @@ from psycopg.types.string import TextLoader
 
 from ..connection_pool import ConnectionPool
 from .registry import register
-from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import BoundRequest, CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
 from .deadlines import Deadline, deadlines
 from .hosts import checked_address, host_and_port_errors
 
@@ -181,7 +181,7 @@ class Postgres(Kind):
             raise StageError("connection", message, auth_failure=bool(_AUTH_FAILURE.search(message))) from None
 
     def run_query(
-        self, creds: Credentials, sql: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
+        self, creds: Credentials, sql: str | BoundRequest, *, max_rows: int, timeout_s: int, cancel: CancelToken,
         connect_timeout: int = 5, read_only: bool = False,
     ) -> list[StatementResult]:
         statements = split_statements(sql, strict=read_only)
@@ -204,10 +204,19 @@ class Postgres(Kind):
 
 @dataclass(frozen=True)
 class Statement:
-    """One statement of the user's text, with PostgreSQL's parse tree (as JSON) when it could be read."""
+    """One statement of the user's text, with PostgreSQL's parse tree (as JSON) when it could be read.
+
+    A statement with bound values (``params``, from a ``BoundRequest``) is sent as ``query``:
+    psycopg's ``%s`` where each value goes (PostgreSQL's ``$n`` on the wire), ``%`` doubled."""
 
     text: str
     tree: dict[str, Any] | None = None
+    query: str = ""
+    params: tuple[Any, ...] | None = None
+
+    @property
+    def sent(self) -> str:
+        return self.query or self.text
 
     @property
     def node(self) -> str:
@@ -227,31 +236,93 @@ class Statement:
                    for cte in ctes)
 
 
-def split_statements(sql: str, *, strict: bool = False) -> list[Statement]:
-    """The statements of ``sql`` in order (empty ones dropped).
+def split_statements(request: str | BoundRequest, *, strict: bool = False) -> list[Statement]:
+    """The statements of ``request`` in order (empty ones dropped).
 
     Text PostgreSQL's parser cannot read is one statement, sent as it is, so the
     server reports the error in its own words; with ``strict`` (read-only
     integrations) it is refused here instead, since what it would do is unknown.
+    A request with bound values must be read: each value goes where the parser
+    found its ``$n`` (a parameter), never into a string, a comment or a dollar-quoted body.
     """
+    bound = BoundRequest.of(request)
+    sql, spans = bound.joined(lambda i: f"${i + 1}")
     try:
         parsed = json.loads(pg_parser.parse_sql_json(sql))
     except pg_parser.ParseError as exc:
+        if bound.values:
+            raise StageError("query", f"{exc} (a query with bindings must be one PostgreSQL can read, so that "
+                                      "each value is sent as a parameter)") from None
         if strict:
             raise StageError("query", f"{exc} (credtool reads every statement of a read-only integration's "
                                       "queries before running them)") from None
         return [Statement(sql.strip())]
     raw = sql.encode()  # the parser's locations count bytes of UTF-8
+    seams = {len(sql[:start].encode()): i for i, (start, _) in enumerate(spans)}
+    placed = _parameters_placed(parsed, seams, bound)
     statements = []
     for entry in parsed.get("stmts", []):
         start = entry.get("stmt_location", 0)
         length = entry.get("stmt_len", 0) or len(raw) - start
         text = raw[start:start + length].decode().strip()
-        if text:
+        if not text:
+            continue
+        mine = sorted(at for at in placed if start <= at < start + length)
+        if not mine:
             statements.append(Statement(text, entry["stmt"]))
+            continue
+        query, edge = [], start
+        for at in mine:
+            query.append(raw[edge:at].decode().replace("%", "%%"))
+            query.append("%s")
+            edge = at + len(f"${placed[at] + 1}".encode())
+        query.append(raw[edge:start + length].decode().replace("%", "%%"))
+        statements.append(Statement(text, entry["stmt"], query="".join(query).strip(),
+                                    params=tuple(_parameter(bound.values[placed[at]]) for at in mine)))
     if not statements:
         raise StageError("query", "there is no statement to run (only comments or semicolons)")
     return statements
+
+
+def _parameters_placed(parsed: dict[str, Any], seams: dict[int, int], bound: BoundRequest) -> dict[int, int]:
+    """{byte offset: binding index} of every bound value the parser read as a parameter; refuses a
+    binding it did not (inside quotes or a comment) and a ``$n`` the user wrote themselves."""
+    placed: dict[int, int] = {}
+    for node in _nodes(parsed, "ParamRef"):
+        at = node.get("location", -1)
+        if seams.get(at) != node.get("number", 0) - 1:
+            raise StageError("query", f"the query has its own placeholder ${node.get('number', '?')}; "
+                                      "write each value as a {{…}} binding instead")
+        placed[at] = seams[at]
+    for i in sorted(set(seams.values()) - set(placed.values())):
+        source = bound.sources[i] if i < len(bound.sources) else f"binding {i + 1}"
+        raise StageError("query", f"{source} is inside a quoted string, a comment or a dollar-quoted body; "
+                                  "write it bare (where item = {{params.item}}): its value is sent as a "
+                                  "bound parameter, quoted by PostgreSQL itself")
+    return placed
+
+
+def _parameter(value: Any) -> Any:
+    """A bound value as psycopg sends it: text, numbers, booleans and NULL as they are (text typed
+    by PostgreSQL from where it goes), a list of scalars as an array, anything else as JSON text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, list) and value and len({type(v) for v in value}) == 1 and \
+            isinstance(value[0], (str, bool, int, float)):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _nodes(tree: Any, name: str) -> Iterator[dict[str, Any]]:
+    stack = [tree]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if name in item and isinstance(item[name], dict):
+                yield item[name]
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
 
 
 # Settings whose change would make a read-only session writable again.
@@ -299,15 +370,7 @@ def _asks_read_write(tree: dict[str, Any]) -> bool:
 
 
 def _function_calls(tree: Any) -> Iterator[dict[str, Any]]:
-    stack = [tree]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            if "FuncCall" in item and isinstance(item["FuncCall"], dict):
-                yield item["FuncCall"]
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+    return _nodes(tree, "FuncCall")
 
 
 def _function_name(call: dict[str, Any]) -> str:
@@ -401,12 +464,12 @@ class _Run:
         # A server-side cursor reads at most limit + 1 rows, however big the result.
         cursor = conn.cursor(name=f"credtool_{number}")
         cursors.append(cursor)
-        cursor.execute(statement.text)
+        cursor.execute(statement.sent, statement.params)
         return _collect(cursor, statement, limit)
 
     def _plain(self, conn: psycopg.Connection, statement: Statement, limit: int) -> StatementResult:
         with conn.cursor() as cursor:
-            cursor.execute(statement.text)
+            cursor.execute(statement.sent, statement.params)
             return _collect(cursor, statement, limit)
 
     def _failure(self, exc: psycopg.Error, number: int, results: list[StatementResult],

@@ -20,6 +20,11 @@ is JSON, and a JSON array of objects (or an object holding one) as a table,
 with the same row cap and CSV as SQL. A 401 or 403 is a refused login: with
 fetched credentials the worker refetches them once and retries. Read-only
 integrations send GET, HEAD and OPTIONS only.
+
+Bound values (an Integration step's ``{{params.q}}``, a ``BoundRequest``) are
+encoded for where they go: URL-encoded in the path and the query string (a
+value never adds a path segment or a query parameter), JSON-encoded in the body
+(a whole JSON value outside quotes, the string's escaped text inside them).
 """
 from __future__ import annotations
 
@@ -32,14 +37,14 @@ import re
 import threading
 import time
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from credtool.masking import MASK, is_secret_key, mask_secrets, mask_text
 
 from .. import destinations
-from .base import CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import BoundRequest, CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
 from .deadlines import deadlines
 from .http_request import READ_METHODS, HttpRequest, parse
 from .registry import register
@@ -146,10 +151,10 @@ class RestApi(Kind):
                              auth_failure=True)
         return f"Connected to {_origin(str(creds.values.get('base_url')))}: {exchange.status} {exchange.reason}"
 
-    def run_query(self, creds: Credentials, request: str, *, max_rows: int, timeout_s: int, cancel: CancelToken,
-                  connect_timeout: int = 5, read_only: bool = False) -> list[StatementResult]:
+    def run_query(self, creds: Credentials, request: str | BoundRequest, *, max_rows: int, timeout_s: int,
+                  cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False) -> list[StatementResult]:
         try:
-            parsed = parse(request)
+            parsed = parse(request if isinstance(request, str) else encoded(request))
         except ValueError as exc:
             raise StageError("query", str(exc)) from None
         if read_only and parsed.method not in READ_METHODS:
@@ -191,6 +196,69 @@ class RestApi(Kind):
         finally:
             cancel.on_cancel(None)
         return exchange
+
+
+def encoded(bound: BoundRequest) -> str:
+    """The request's text with each bound value encoded for where it stands (see the module's doc)."""
+    place = _Place()
+    out: list[str] = []
+    for i, piece in enumerate(bound.pieces):
+        if i:
+            source = bound.sources[i - 1] if i - 1 < len(bound.sources) else f"binding {i}"
+            out.append(place.encode(bound.values[i - 1], source))
+        for c in piece:
+            place.read(c)
+        out.append(piece)
+    return "".join(out)
+
+
+class _Place:
+    """Where the text read so far ends: in the method, the path, the query string or the body
+    (and there, whether inside a JSON string)."""
+
+    def __init__(self) -> None:
+        self.where, self.method_seen, self.newline = "method", False, False
+        self.in_string = self.escaped = False
+
+    def read(self, c: str) -> None:
+        if self.where == "body":
+            if self.escaped:
+                self.escaped = False
+            elif c == "\\" and self.in_string:
+                self.escaped = True
+            elif c == '"':
+                self.in_string = not self.in_string
+            return
+        if c == "\n" and self.newline:
+            self.where = "body"
+            return
+        self.newline = c == "\n"
+        if self.where == "method":
+            if c not in " \t\r\n":
+                self.method_seen = True
+            elif self.method_seen:
+                self.where = "path"
+        elif self.where == "path" and c == "?":
+            self.where = "query"
+
+    def encode(self, value: Any, source: str) -> str:
+        if self.where == "method":
+            raise ValueError(f"{source}: the method cannot be a binding")
+        if self.where != "body":
+            return quote(_text(value), safe="")
+        if self.in_string:  # inside "…": the value's text, escaped as a JSON string's content
+            return json.dumps(_text(value), ensure_ascii=False)[1:-1]
+        return json.dumps(value, ensure_ascii=False)
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return str(value)
 
 
 class _Aborted(Exception):
