@@ -7,12 +7,13 @@ only under the profiles it is shared with them for, and of their runs sees only
 their own: an integration not shared, a profile not shared, or another user's
 run, CSV or cancel URL, does not exist for them (404). A Runner may run a
 workflow under a profile only if they may use, under that profile, every
-integration whose credentials it fetches (see ``workflow_refusal``).
+integration whose credentials it fetches and every integration its steps query
+(see ``workflow_refusal``).
 """
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from profiles.models import Profile
 from workflows.models import Workflow
@@ -53,15 +54,18 @@ def workflow_refusal(user: AbstractBaseUser, workflow: Workflow, profile: Profil
     ("" if they may; with no profile, under any profile they were given).
 
     A credentials workflow returns an integration's configuration (host, user
-    name, masked secrets): running it is reading that integration."""
+    name, masked secrets): running it is reading that integration. An
+    Integration step queries its integration: running it is using it."""
     if can_configure(user):
         return ""
     shares = user.integration_shares.all()
     if profile is not None:
         shares = shares.filter(profile=profile)
-    reads = Integration.objects.filter(configurations__credentials_workflow=workflow)
+    reads = Integration.objects.filter(
+        Q(configurations__credentials_workflow=workflow) | Q(workflow_steps__workflow=workflow))
     if reads.exclude(pk__in=shares.values("integration")).exists():
         where = f" under {profile.name}" if profile is not None else ""
-        return (f"This workflow fetches the credentials of an integration that is not shared with you{where}, "
-                "so it cannot run for you. Ask a Builder to share that integration with you.")
+        return (f"This workflow uses an integration that is not shared with you{where} (it fetches its "
+                "credentials or queries it), so it cannot run for you. Ask a Builder to share that "
+                "integration with you.")
     return ""

@@ -71,6 +71,9 @@ class FetchedSource:
         self._cache: dict[CacheKey, _Cached] = {}
         self._locks: dict[CacheKey, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        # The keys this thread is fetching now: a credentials workflow whose Integration step
+        # queries the very integration it fetches for would wait for its own lock for ever.
+        self._fetching = threading.local()
 
     def _lock_for(self, key: CacheKey) -> threading.Lock:
         with self._locks_guard:
@@ -97,13 +100,22 @@ class FetchedSource:
         cached = self._fresh(key, configuration, rejected=rejected)
         if cached is not None:
             return cached
+        fetching: set[CacheKey] = self._fetching.__dict__.setdefault("keys", set())
+        if key in fetching:
+            name = configuration.credentials_workflow.name if configuration.credentials_workflow else "its workflow"
+            raise StageError("workflow", f"{name} queries the integration whose credentials it fetches: a loop "
+                                         "(an Integration step of a credentials workflow must use another integration)")
         with self._lock_for(key):
             cached = self._fresh(key, configuration, rejected=rejected)  # fetched while we waited?
             if cached is not None:
                 return cached
-            credentials = fetch(configuration.credentials_workflow, stored_values(configuration),
-                                integration_id=configuration.integration_id, trigger="credentials",
-                                secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
+            fetching.add(key)
+            try:
+                credentials = fetch(configuration.credentials_workflow, stored_values(configuration),
+                                    integration_id=configuration.integration_id, trigger="credentials",
+                                    secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
+            finally:
+                fetching.discard(key)
             if configuration.credentials_cache_s > 0 or rejected is not None:
                 # With no cache time, the entry only lets concurrent retries share one refetch.
                 self._cache[key] = _Cached(

@@ -4,6 +4,8 @@ A field such as ``db-{{getSecrets.response.env}}.internal`` is literal text with
 bindings in it. Grammar of the text between ``{{`` and ``}}``::
 
     binding  := ws NAME ".response" accessor* ws
+    (in an Integration step's request, ``parse(text, member=None)``:
+     binding  := ws NAME accessor* ws, e.g. params.item or first.output.rows[0])
     accessor := "." NAME | "[" ws INDEX ws "]" | "[" ws STRING ws "]"
     NAME     := [A-Za-z_][A-Za-z0-9_]*          (ASCII, like a workflow's name)
     INDEX    := "-"? [0-9]+                     (a negative index counts from the end)
@@ -91,10 +93,12 @@ class Binding:
     """One ``{{...}}`` in a text: ``text[start:end] == source``."""
 
     source: str  # the whole "{{...}}", as written
-    workflow: str
+    workflow: str  # the name it starts with: a workflow's (or in a step, "params" or a step's)
     path: tuple[str | int, ...]  # str: an object key; int: an array index
     start: int
     end: int
+    # What must follow the name: ".response" in credential fields; nothing in a step's request.
+    member: str | None = "response"
 
     @property
     def expression(self) -> str:
@@ -103,7 +107,7 @@ class Binding:
 
     def path_text(self, depth: int | None = None) -> str:
         """The workflow's response followed by the first ``depth`` accessors (all by default)."""
-        parts = [f"{self.workflow}.response"]
+        parts = [self.workflow + (f".{self.member}" if self.member else "")]
         for item in self.path[:depth]:
             if isinstance(item, int):
                 parts.append(f"[{item}]")
@@ -199,15 +203,16 @@ class _Scanner:
             raise _Malformed(f"the index at position {start + 1} is too large", start)
         return int(self.text[start:self.i])
 
-    def binding(self) -> tuple[str, tuple[str | int, ...]]:
-        """Workflow name and path; leaves ``i`` just after the closing ``}}``."""
+    def binding(self, member: str | None) -> tuple[str, tuple[str | int, ...]]:
+        """Name and path; leaves ``i`` just after the closing ``}}``."""
         self.skip_whitespace()
-        workflow = self.name("a workflow name")
-        after = self.i
-        if not (self.text.startswith(".response", after)
-                and not (after + 9 < len(self.text) and _is_name_char(self.text[after + 9]))):
-            raise _Malformed('expected ".response" after the workflow name', after)
-        self.i += len(".response")
+        workflow = self.name("a workflow name" if member else "a name")
+        if member:
+            after, suffix = self.i, f".{member}"
+            if not (self.text.startswith(suffix, after)
+                    and not (after + len(suffix) < len(self.text) and _is_name_char(self.text[after + len(suffix)]))):
+                raise _Malformed(f'expected "{suffix}" after the workflow name', after)
+            self.i += len(suffix)
         path: list[str | int] = []
         while True:
             c = self.peek()
@@ -248,8 +253,9 @@ def _check_length(text: str) -> None:
         raise BindingError("", f"the text is {len(text):,} characters long; the limit is {MAX_TEXT_LENGTH:,}")
 
 
-def parse(text: str) -> list[str | Binding]:
-    """Split ``text`` into literal pieces and bindings, in order.
+def parse(text: str, *, member: str | None = "response") -> list[str | Binding]:
+    """Split ``text`` into literal pieces and bindings, in order; each binding's name is followed
+    by ``.<member>`` (``None``: by nothing, as in a step's ``{{params.item}}``).
 
     Literal pieces are non-empty and never adjacent; ``"".join`` of the pieces'
     texts (``Binding.source`` for bindings) gives back ``text``. Raises
@@ -267,7 +273,7 @@ def parse(text: str) -> list[str | Binding]:
             raise BindingError("", f'unclosed "{OPEN}" at position {start + 1}', position=start + 1)
         scanner = _Scanner(text, start + len(OPEN))
         try:
-            workflow, path = scanner.binding()
+            workflow, path = scanner.binding(member)
         except _Unclosed:
             # A quoted key swallowed the only "}}".
             raise BindingError("", f'unclosed "{OPEN}" at position {start + 1}', position=start + 1) from None
@@ -275,7 +281,7 @@ def parse(text: str) -> list[str | Binding]:
             close = text.find(CLOSE, max(problem.at, start + len(OPEN)))
             source = text[start:close + len(CLOSE)] if close >= 0 else text[start:]
             raise BindingError(_excerpt(source), f"malformed binding: {problem.detail}", position=start + 1) from None
-        pieces.append(Binding(text[start:scanner.i], workflow, path, start, scanner.i))
+        pieces.append(Binding(text[start:scanner.i], workflow, path, start, scanner.i, member))
         position = scanner.i
     if position < len(text):
         pieces.append(text[position:])
@@ -349,10 +355,11 @@ def evaluate(binding: Binding, responses: Mapping[str, Any]) -> Any:
     """
     if binding.workflow not in responses:
         names = [str(n) for n in responses]
+        what = "workflow" if binding.member else "name"
         raise BindingError(
             binding.source,
-            f'no workflow "{binding.workflow}" ({_did_you_mean(binding.workflow, names)}'
-            f"{_names_listed(names, 'workflows')})",
+            f'no {what} "{binding.workflow}" ({_did_you_mean(binding.workflow, names)}'
+            f"{_names_listed(names, what + 's')})",
             position=binding.start + 1,
         )
     value = responses[binding.workflow]

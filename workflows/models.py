@@ -54,10 +54,22 @@ class Workflow(models.Model):
         return parse_values(self, {})
 
 
+class StepType(models.TextChoices):
+    PYTHON = "python", "Python"
+    INTEGRATION = "integration", "Integration"
+
+
 class Step(models.Model):
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveIntegerField()
     name = models.CharField("Step name", max_length=64, validators=[identifier])
+    step_type = models.CharField("Step type", max_length=20, choices=StepType.choices, default=StepType.PYTHON)
+    # An Integration step's integration: one in use by a step is not deleted (PROTECT says which).
+    # A string reference: the integrations app builds on this one, never the other way round.
+    integration = models.ForeignKey("integrations.Integration", verbose_name="Integration", null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="workflow_steps")
+    # A Python step's code, or an Integration step's request as its console writes it (the SQL,
+    # or "METHOD path", a blank line and the body), {{bindings}} and all.
     code = models.TextField("Code")
     timeout_s = models.PositiveIntegerField(
         "Timeout (seconds)", default=30, validators=[MinValueValidator(1), MaxValueValidator(600)]
@@ -71,6 +83,10 @@ class Step(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow.name}.{self.name}"
+
+    @property
+    def is_integration(self) -> bool:
+        return self.step_type == StepType.INTEGRATION
 
 
 class WorkflowRun(BackgroundRun):

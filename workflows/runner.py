@@ -13,8 +13,13 @@ recorded on the row): its steps read the profile's key as ``profile`` and
 masking uses the same values.
 
 A run being executed can be cancelled (``cancel``): the worker's watcher calls the
-run's ``CancelToken``, which kills the running step's processes; the run ends
-"Cancelled" with what that step printed so far, and later steps never start.
+run's ``CancelToken``, which kills the running step's processes (or cancels an
+Integration step's statement on its server); the run ends "Cancelled" with what
+that step printed so far, and later steps never start.
+
+Python steps run here, in the sandbox. Other step types are run by the app that
+owns them, registered with ``register_step_type`` (the integrations app runs
+Integration steps): this app never imports it.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from runs.models import RunStatus
 
 from . import sandbox
 
-from .models import StepRun, Workflow, WorkflowRun
+from .models import StepRun, StepType, Workflow, WorkflowRun
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +58,39 @@ class StepOutcome:
     error_type: str = ""
     error_message: str = ""
     error_line: int | None = None
+    # More texts to mask wherever this run is stored or shown (an integration's secret values).
+    hidden: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step as the runner needs it: ``code`` is a Python step's code or an Integration step's request."""
+
+    name: str
+    code: str
+    timeout_s: int = 30
+    type: str = StepType.PYTHON
+    integration_id: int | None = None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Who and what a run is for: what a step of another type needs beside its inputs."""
+
+    profile: Profile | None = None
+    user: AbstractBaseUser | None = None
+    run_id: int | None = None
+    workflow_name: str = ""
+
+
+# A step type's runner: (step, params, earlier outputs by step name, context, cancel) -> its outcome.
+StepRunner = Callable[[StepSpec, dict[str, Any], dict[str, Any], RunContext, "sandbox.Cancellation | None"],
+                      "StepOutcome"]
+_step_runners: dict[str, StepRunner] = {}
+
+
+def register_step_type(type_: str, run: StepRunner) -> None:
+    _step_runners[type_] = run
 
 
 @dataclass
@@ -78,8 +116,9 @@ class WorkflowOutcome:
         return f"WorkflowOutcome(status={self.status!r}, steps={len(self.steps)}, error_step={self.error_step!r})"
 
 
-def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env: dict[str, str],
-              profile: str | None = None, cancel: sandbox.Cancellation | None = None) -> WorkflowOutcome:
+def run_steps(steps: list[StepSpec] | list[tuple[str, str, int]], *, params: dict[str, Any], env: dict[str, str],
+              profile: str | None = None, cancel: sandbox.Cancellation | None = None,
+              context: RunContext | None = None) -> WorkflowOutcome:
     """Run ``(name, code, timeout_s)`` steps in order, each reading ``profile`` (a profile's key);
     stop at the first failure, or when ``cancel`` is cancelled: the running step is stopped
     (``sandbox.run_step`` kills its processes) and no later step starts.
@@ -91,10 +130,22 @@ def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env:
     started = time.perf_counter()
     outputs: dict[str, Any] = {}
     outcome = WorkflowOutcome(status=RunStatus.SUCCEEDED)
-    for name, code, timeout_s in steps:
+    for spec in steps:
+        spec = spec if isinstance(spec, StepSpec) else StepSpec(*spec)
+        name, code, timeout_s = spec.name, spec.code, spec.timeout_s
         if cancel is not None and cancel.cancelled:  # asked between two steps
             outcome.status, outcome.error = RunStatus.CANCELLED, CANCELLED_WHILE_RUNNING
             break
+        if spec.type != StepType.PYTHON:
+            step = _run_other(spec, params, dict(outputs), context or RunContext(), cancel)
+            outcome.steps.append(step)
+            if step.status != RunStatus.SUCCEEDED:
+                outcome.status, outcome.error_step = step.status, name
+                outcome.error = (CANCELLED_WHILE_RUNNING if step.status == RunStatus.CANCELLED
+                                 else f"step {name}: {step.error_message}")
+                break
+            outputs[name] = step.output
+            continue
         result = sandbox.run_step(
             code, step_name=name, steps=dict(outputs), params=params, env=env, profile=profile,
             limits=sandbox.StepLimits(timeout_s=timeout_s), cancel=cancel,
@@ -125,6 +176,19 @@ def run_steps(steps: list[tuple[str, str, int]], *, params: dict[str, Any], env:
     return outcome
 
 
+def _run_other(spec: StepSpec, params: dict[str, Any], outputs: dict[str, Any], context: RunContext,
+               cancel: sandbox.Cancellation | None) -> StepOutcome:
+    run = _step_runners.get(spec.type)
+    if run is None:
+        return StepOutcome(spec.name, RunStatus.FAILED, error_message=f"this worker cannot run {spec.type} steps")
+    started = time.perf_counter()
+    step = run(spec, params, outputs, context, cancel)
+    step.duration_ms = step.duration_ms or (time.perf_counter() - started) * 1000
+    if step.status != RunStatus.SUCCEEDED:
+        step.output = None
+    return step
+
+
 def worker_env(profile: Profile | None = None) -> dict[str, str]:
     """What steps under ``profile`` read as ``Env`` on this worker: its ``CREDTOOL_APP_ENV_*`` values,
     overridden by the profile's own (without a profile, the shared values alone)."""
@@ -133,8 +197,8 @@ def worker_env(profile: Profile | None = None) -> dict[str, str]:
     return sandbox.profile_env_from(os.environ, profile.key)
 
 
-def steps_of(workflow: Workflow) -> list[tuple[str, str, int]]:
-    return [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()]
+def steps_of(workflow: Workflow) -> list[StepSpec]:
+    return [StepSpec(s.name, s.code, s.timeout_s, s.step_type, s.integration_id) for s in workflow.steps.all()]
 
 
 def hidden_values(outcome: WorkflowOutcome, env: dict[str, str]) -> list[str]:
@@ -143,6 +207,7 @@ def hidden_values(outcome: WorkflowOutcome, env: dict[str, str]) -> list[str]:
     hidden = secret_values(env)
     for step in outcome.steps:
         hidden.extend(secret_values(step.output))
+        hidden.extend(step.hidden)
     return hidden
 
 
@@ -194,12 +259,12 @@ def execute(run_id: int) -> None:
     if not lifecycle.claim(WorkflowRun, run_id):
         log.info("workflow run %s is no longer queued; skipping", run_id)
         return
-    run = WorkflowRun.objects.select_related("workflow", "profile").get(pk=run_id)
+    run = WorkflowRun.objects.select_related("workflow", "profile", "user").get(pk=run_id)
     profile = run.profile or _record_default_profile(run)
     token = lifecycle.CancelToken()
     with lifecycle.watcher.working_on(WorkflowRun, run_id, token):
         outcome, env = _run_safely(run.workflow, {**run.workflow.default_params(), **run.params}, profile,
-                                   cancel=token)
+                                   cancel=token, user=run.user, run_id=run_id)
         store_outcome(run_id, outcome, env)
     log.info("workflow run %s %s in %.1f ms", run_id, outcome.status, outcome.duration_ms)
 
@@ -216,7 +281,8 @@ def run_now(workflow: Workflow, *, trigger: str, user: AbstractBaseUser | None =
     run = lifecycle.start_running(WorkflowRun, workflow=workflow, user=user, trigger=trigger, profile=profile)
     token = lifecycle.CancelToken()
     with lifecycle.watcher.working_on(WorkflowRun, run.pk, token):
-        outcome, env = _run_safely(workflow, workflow.default_params(), profile, cancel=token)
+        outcome, env = _run_safely(workflow, workflow.default_params(), profile, cancel=token, user=user,
+                                   run_id=run.pk)
         store_outcome(run.pk, outcome, env, also_hidden=hide(outcome) if hide and outcome.ok else ())
     return outcome
 
@@ -229,12 +295,14 @@ def _record_default_profile(run: WorkflowRun) -> Profile | None:
 
 
 def _run_safely(workflow: Workflow, params: dict[str, Any], profile: Profile | None, *,
-                cancel: lifecycle.CancelToken | None = None) -> tuple[WorkflowOutcome, dict[str, str]]:
+                cancel: lifecycle.CancelToken | None = None, user: AbstractBaseUser | None = None,
+                run_id: int | None = None) -> tuple[WorkflowOutcome, dict[str, str]]:
     """Run the steps; the Env they were given comes back too, since the record masks its values."""
     env = worker_env(profile)
+    context = RunContext(profile=profile, user=user, run_id=run_id, workflow_name=workflow.name)
     try:
-        return run_steps(steps_of(workflow), params=params, env=env,
-                         profile=profile.key if profile else None, cancel=cancel), env
+        return run_steps(steps_of(workflow), params=params, env=env, profile=profile.key if profile else None,
+                         cancel=cancel, context=context), env
     except Exception as exc:  # a bug of ours, or the sandbox could not start: the run must still end, and say why
         log.exception("workflow %s failed unexpectedly", workflow.pk)
         return WorkflowOutcome(status=RunStatus.FAILED,
