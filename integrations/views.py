@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from audit.log import record_event
 from runs import lifecycle
 from workflows import runner as workflow_runner
-from workflows.models import Workflow, WorkflowRun
+from workflows.models import Step, Workflow, WorkflowRun
 
 from profiles.models import Profile
 
@@ -146,8 +146,10 @@ def integration_delete(request: HttpRequest, pk: int) -> HttpResponse:
             with transaction.atomic():  # a refused delete leaves no audit event
                 record_event(request, "delete", integration)
                 integration.delete()
-        except ProtectedError:
-            messages.error(request, f"“{name}” is still in use and was not deleted.")
+        except ProtectedError as exc:
+            users = ", ".join(sorted({f"workflow {obj.workflow.name} (step {obj.name})" if isinstance(obj, Step)
+                                      else str(obj) for obj in exc.protected_objects}))
+            messages.error(request, f"“{name}” is still in use by {users} and was not deleted.")
             return redirect(integration)
         messages.success(request, f"Integration “{name}” was deleted.")
         return redirect("integrations:list")

@@ -22,7 +22,8 @@ def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet,
     workflow = form.save(commit=False)
     before = _snapshot(Workflow.objects.get(pk=workflow.pk)) if workflow.pk else {}
     parameters = [{"name": f.cleaned_data["name"], "default": f.cleaned_data.get("default", "")} for f in params.forms]
-    new_steps = [(f.cleaned_data["name"], f.cleaned_data["code"], f.cleaned_data["timeout_s"]) for f in steps.forms]
+    new_steps = [(f.cleaned_data["name"], f.cleaned_data["step_type"], f.cleaned_data["integration"],
+                  f.cleaned_data["request"], f.cleaned_data["timeout_s"]) for f in steps.forms]
     after = {"name": workflow.name, "description": workflow.description, "parameters": parameters,
              "steps": new_steps, "schedule": workflow.schedule, "schedule_profile": workflow.schedule_profile_id}
     changed = sorted(key for key, value in after.items() if before.get(key) != value
@@ -38,8 +39,9 @@ def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet,
     workflow.save()
     workflow.steps.all().delete()
     Step.objects.bulk_create([
-        Step(workflow=workflow, position=i, name=name, code=code, timeout_s=timeout_s)
-        for i, (name, code, timeout_s) in enumerate(new_steps)
+        Step(workflow=workflow, position=i, name=name, step_type=step_type, integration_id=integration_id, code=code,
+             timeout_s=timeout_s)
+        for i, (name, step_type, integration_id, code, timeout_s) in enumerate(new_steps)
     ])
     schedules.sync(workflow)
     return workflow, changed
@@ -47,7 +49,7 @@ def save(form: WorkflowForm, steps: StepFormSet, params: ParameterFormSet,
 
 def _snapshot(workflow: Workflow) -> dict[str, Any]:
     return {"name": workflow.name, "description": workflow.description, "parameters": workflow.parameters,
-            "steps": [(s.name, s.code, s.timeout_s) for s in workflow.steps.all()],
+            "steps": [(s.name, s.step_type, s.integration_id, s.code, s.timeout_s) for s in workflow.steps.all()],
             # None (saved before schedules, or its profile deleted) means the default: no change.
             "schedule": workflow.schedule, "schedule_profile": workflow.schedule_profile_id or _default_profile_pk()}
 

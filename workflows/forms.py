@@ -10,10 +10,11 @@ from django.utils.html import format_html
 
 from profiles.models import Profile
 
-from .models import RESERVED_STEP_NAMES, Workflow, identifier
+from .models import RESERVED_STEP_NAMES, StepType, Workflow, identifier
 from .parameters import InvalidValues, is_json, parse_values
 from .schedules import InvalidSchedule, normalise, parse
 from .step_code import check_syntax
+from .step_types import integration_steps
 
 STEP_PREFIX = "steps"
 PARAM_PREFIX = "params"
@@ -106,10 +107,16 @@ class RunForm(forms.Form):
 
 
 class StepForm(forms.Form):
+    """One step: a Python step's code, or an Integration step's integration and request (the
+    request editor of its kind: Query, or Method, Path and Body). ``cleaned_data["request"]`` is
+    what is stored as the step's code either way."""
+
     name = forms.CharField(label="Step name", max_length=64, validators=[identifier],
                            widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}))
+    step_type = forms.ChoiceField(label="Step type", choices=StepType.choices, initial=StepType.PYTHON,
+                                  required=False)
     code = forms.CharField(
-        label="Code", strip=False, max_length=100_000,
+        label="Code", strip=False, max_length=100_000, required=False,
         widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false", "data-run-shortcut": ""}),
         help_text="A Python function body: <code>return</code> gives the step's output. "
                   "<code>Env.name</code> reads CREDTOOL_APP_ENV_NAME on the worker; earlier steps are "
@@ -117,10 +124,57 @@ class StepForm(forms.Form):
                   "<code>profile</code> is the run's profile key (e.g. <code>\"staging\"</code>); "
                   "CREDTOOL_PROFILE_STAGING_ENV_NAME, if set, overrides <code>Env.name</code> in Staging runs.",
     )
+    integration = forms.ChoiceField(label="Integration", required=False, choices=[("", "Choose an integration")])
+    sql = forms.CharField(
+        label="Query", strip=False, max_length=100_000, required=False,
+        widget=forms.Textarea(attrs={"rows": 6, "class": "code", "spellcheck": "false"}),
+        help_text="<code>{{params.name}}</code> and <code>{{stepname.output…}}</code> are sent as bound "
+                  "parameters, never pasted into the SQL: write them bare, "
+                  "<code>where item = {{params.item}}</code>, not in quotes. The output is "
+                  "<code>{\"columns\", \"rows\", \"truncated\"}</code> of the last statement, one object a row.",
+    )
+    method = forms.ChoiceField(label="Method", required=False, choices=[("GET", "GET")], initial="GET")
+    path = forms.CharField(
+        label="Path", required=False, max_length=8000,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off", "class": "code",
+                                      "placeholder": "/users/{{params.id}}"}),
+        help_text="Joined to the base URL; bindings in it are URL-encoded.")
+    body = forms.CharField(
+        label="Body", required=False, max_length=100_000, strip=False,
+        widget=forms.Textarea(attrs={"rows": 5, "spellcheck": "false", "class": "code",
+                                     "placeholder": '{"item": {{params.item}}}'}),
+        help_text="JSON; a binding is JSON-encoded (<code>{\"item\": {{params.item}}}</code>), or escaped "
+                  "inside a string. The output is <code>{\"status\", \"headers\", \"body\"}</code>.")
     timeout_s = forms.IntegerField(label="Timeout (seconds)", initial=30, min_value=1, max_value=600)
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, label_suffix="", **kwargs)
+        self.provider = integration_steps()
+        self.parameter_names: list[str] = []
+        self.earlier_steps: list[str] = []
+        if self.provider is None:  # no app provides Integration steps: Python only
+            self.fields["step_type"].choices = [c for c in StepType.choices if c[0] == StepType.PYTHON]
+        else:
+            self.fields["integration"].choices = [("", "Choose an integration"), *self.provider.choices(user)]
+            self.fields["method"].choices = [(m, m) for m in self.provider.methods]
+        # Changing the type or the integration shows that editor's fields, keeping what was typed.
+        for name in ("step_type", "integration"):
+            self.fields[name].widget.attrs.update({
+                "hx-post": reverse("workflows:edit_steps"), "hx-include": "#steps", "hx-target": "#steps",
+                "hx-trigger": "change", "hx-vals": '{"action": "refresh"}'})
+
+    def _current(self, name: str) -> str:
+        return str(self[name].value() or "")
+
+    @property
+    def is_integration(self) -> bool:
+        return self._current("step_type") == StepType.INTEGRATION
+
+    @property
+    def editor(self) -> str:
+        """The chosen integration's request editor ("sql", "http"), "" until one is chosen."""
+        chosen = self._current("integration")
+        return self.provider.editor(chosen) if self.provider and chosen else ""
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
@@ -128,15 +182,46 @@ class StepForm(forms.Form):
             raise forms.ValidationError(f"“{name}” is reserved; choose another step name.")
         return name
 
-    def clean_code(self) -> str:
-        code = self.cleaned_data["code"]
-        problem = check_syntax(code)
-        if problem:
-            raise forms.ValidationError(problem)
-        return code
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        cleaned["step_type"] = cleaned.get("step_type") or StepType.PYTHON
+        if cleaned["step_type"] == StepType.PYTHON:
+            code = cleaned.get("code", "")
+            problem = check_syntax(code) if code.strip() else "Write the step's code."
+            if problem:
+                self.add_error("code", problem)
+            cleaned["request"], cleaned["integration"] = code, None
+            return cleaned
+        if not cleaned.get("integration"):
+            self.add_error("integration", "Choose the integration this step queries.")
+            return cleaned
+        editor = self.provider.editor(cleaned["integration"]) if self.provider else ""
+        for field, message in self.provider.problems(editor, cleaned, self.parameter_names,
+                                                     self.earlier_steps).items():
+            self.add_error(field, message)
+        cleaned["request"] = self.provider.compose(editor, cleaned)
+        cleaned["integration"] = int(cleaned["integration"])
+        return cleaned
 
 
 class BaseStepFormSet(forms.BaseFormSet):
+    """The steps; ``parameter_names`` (set before validating) are what their bindings may read,
+    with the steps before each."""
+
+    parameter_names: list[str] = []
+
+    def _construct_form(self, i: int, **kwargs: Any) -> StepForm:
+        form = super()._construct_form(i, **kwargs)
+        form.parameter_names = self.parameter_names
+        form.earlier_steps = [self._name_of(j) for j in range(i)]
+        return form
+
+    def _name_of(self, j: int) -> str:
+        if self.is_bound:
+            return str(self.data.get(f"{self.add_prefix(j)}-name", ""))
+        initial = self.initial or []
+        return str(initial[j].get("name", "")) if j < len(initial) else ""
+
     def clean(self) -> None:
         if any(self.errors):
             return
@@ -192,8 +277,19 @@ ParameterFormSet = forms.formset_factory(ParameterForm, formset=BaseParameterFor
 
 def step_initial(workflow: Workflow | None) -> list[dict[str, Any]]:
     if workflow is None:
-        return [{"name": "step1", "code": "return {\"hello\": \"world\"}\n", "timeout_s": 30}]
-    return [{"name": s.name, "code": s.code, "timeout_s": s.timeout_s} for s in workflow.steps.all()]
+        return [{"name": "step1", "step_type": StepType.PYTHON, "code": "return {\"hello\": \"world\"}\n",
+                 "timeout_s": 30}]
+    rows = []
+    provider = integration_steps()
+    for s in workflow.steps.all():
+        row: dict[str, Any] = {"name": s.name, "step_type": s.step_type, "timeout_s": s.timeout_s}
+        if s.is_integration and provider is not None:
+            row["integration"] = str(s.integration_id)
+            row.update(provider.decompose(provider.editor(s.integration_id), s.code))
+        else:
+            row["code"] = s.code
+        rows.append(row)
+    return rows
 
 
 def posted_rows(data: Any, prefix: str, fields: tuple[str, ...]) -> list[dict[str, str]]:
@@ -210,7 +306,7 @@ def new_step(rows: list[dict[str, str]]) -> dict[str, str]:
     n = len(rows) + 1
     while f"step{n}" in taken:
         n += 1
-    return {"name": f"step{n}", "code": "return None\n", "timeout_s": "30"}
+    return {"name": f"step{n}", "step_type": StepType.PYTHON, "code": "return None\n", "timeout_s": "30"}
 
 
 def new_parameter(rows: list[dict[str, str]]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, RunForm, StepFo
                     new_parameter, posted_rows, rearrange, step_initial)
 from .models import Workflow, WorkflowRun
 
-STEP_FIELDS = ("name", "code", "timeout_s")
+STEP_FIELDS = ("name", "step_type", "code", "integration", "sql", "method", "path", "body", "timeout_s")
 PARAM_FIELDS = ("name", "default")
 PARAM_ACTION = "params-action"  # the name of the Add parameter and Remove buttons
 
@@ -38,11 +38,11 @@ def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
         # Add parameter or Remove without JavaScript: the editor again as typed, nothing saved.
         form = WorkflowForm(instance=workflow, initial={f: request.POST.get(f, "") for f in
                                                         ("name", "description", "schedule", "schedule_profile")})
-        steps = StepFormSet(prefix=STEP_PREFIX, initial=posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS))
+        steps = _steps(request, initial=posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS))
         params = _edited_params(request)
     elif request.method == "POST":
         form = WorkflowForm(request.POST, instance=workflow)
-        steps = StepFormSet(request.POST, prefix=STEP_PREFIX)
+        steps = _steps(request, data=request.POST)
         params = ParameterFormSet(request.POST, prefix=PARAM_PREFIX)
         if form.is_valid() & steps.is_valid() & params.is_valid():  # & so every form shows its errors
             saved, changed = editing.save(form, steps, params, request.user)
@@ -54,7 +54,7 @@ def _editor(request: HttpRequest, workflow: Workflow | None) -> HttpResponse:
             return redirect(saved)
     else:
         form = WorkflowForm(instance=workflow)
-        steps = StepFormSet(prefix=STEP_PREFIX, initial=step_initial(workflow))
+        steps = _steps(request, initial=step_initial(workflow))
         params = ParameterFormSet(prefix=PARAM_PREFIX, initial=workflow.parameters if workflow else [])
     # A refused Schedule says why once, in its error beside the field.
     reading = {} if form.errors.get("schedule") else schedules.reading(form["schedule"].value() or "")
@@ -87,8 +87,15 @@ def workflow_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def edit_steps(request: HttpRequest) -> HttpResponse:
     """Add, remove or move a step in the editor; returns the steps, keeping what was typed."""
     rows = rearrange(posted_rows(request.POST, STEP_PREFIX, STEP_FIELDS), request.POST.get("action", ""))
-    steps = StepFormSet(prefix=STEP_PREFIX, initial=rows)
-    return render(request, "workflows/_steps.html", {"steps": steps})
+    return render(request, "workflows/_steps.html", {"steps": _steps(request, initial=rows)})
+
+
+def _steps(request: HttpRequest, *, data: dict | None = None, initial: list | None = None) -> StepFormSet:
+    """The steps' forms; their bindings may read the parameters as posted (and earlier steps)."""
+    steps = StepFormSet(data, prefix=STEP_PREFIX, initial=initial, form_kwargs={"user": request.user})
+    steps.parameter_names = [row["name"] for row in posted_rows(request.POST, PARAM_PREFIX, PARAM_FIELDS)
+                             if row["name"]]
+    return steps
 
 
 @require_POST
