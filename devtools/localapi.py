@@ -5,7 +5,7 @@ on request), which ``rotate`` changes, and records what it was sent. Paths:
 
 - ``/`` and ``/orders``: JSON (an array of order objects); ``/orders/wrapped``: the
   same inside ``{"data": [...], "count": n}``; ``/text``: plain text;
-- ``/echo``: what the request carried (method, headers, JSON body);
+- ``/echo``: what the request carried (method, path and query string as sent, headers, JSON body);
 - ``/big?mb=N``: N MB of text; ``/slow?s=N``: answers after N seconds;
 - ``/redirect?to=URL``: a 302 to URL, without asking for the credential;
 - ``/set-cookie`` and ``/cookies``: sets a cookie, and shows the Cookie header it got.
@@ -118,7 +118,8 @@ def _handler(api: LocalApi) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b"plain <b>text</b>\n", "text/plain; charset=utf-8")
             elif url.path == "/echo":
                 body = json.loads(raw) if raw else None
-                self._json(200, {"method": self.command, "headers": dict(self.headers.items()), "body": body})
+                self._json(200, {"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+                                 "body": body})
             elif url.path == "/big":
                 self._send(200, b"x" * int(float(query.get("mb", ["1"])[0]) * 1024 * 1024), "text/plain")
             elif url.path == "/slow":

@@ -147,5 +147,5 @@ def test_a_workflow_that_reads_an_unshared_integration_is_refused_with_a_reason(
     default.save()
     response = runner_client.post(f"/workflows/{workflow.pk}/run/")
     assert response.status_code == 403
-    assert "fetches the credentials of an integration that is not shared with you" in response.content.decode()
+    assert "uses an integration that is not shared with you" in response.content.decode()
     assert "getSecrets" not in runner_client.get("/workflows/").content.decode()
