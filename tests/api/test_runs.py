@@ -11,7 +11,7 @@ from profiles.models import Profile
 from tests.api.conftest import Api, token_for
 from tests.conftest import wait_for
 from tests.workflows.test_workflow_runs import make_workflow
-from workflows.models import WorkflowRun
+from workflows.models import Step, WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
@@ -101,6 +101,19 @@ def test_a_runner_cannot_run_a_workflow_reading_an_integration_not_shared_with_t
     # Shared under Staging only: Production does not exist for them.
     assert run(runner_api, "fetchesTarget", {"profile": "production"}, wait="0").status_code == 404
     assert run(runner_api, "fetchesTarget", {"profile": "staging"}, wait="0").status_code == 202
+
+
+def test_an_integration_steps_params_are_bound_through_the_api_too(api, client, runner, integration):
+    workflow = make_workflow("lookup", ("q", "return 0"), parameters=[{"name": "name", "default": "Ada Lovelace"}])
+    Step.objects.filter(workflow=workflow).update(
+        step_type="integration", integration=integration,
+        code="select email from customers where name = {{params.name}}")
+    found = run(api, "lookup").json()
+    assert found["status"] == "done" and found["output"]["rows"] == [{"email": "ada@example.com"}], found
+    injected = run(api, "lookup", {"params": {"name": "x' or '1'='1"}}).json()
+    assert injected["status"] == "done" and injected["output"]["rows"] == []
+    # A Runner's token: the step's integration is not shared with them, so the workflow does not exist.
+    assert run(Api(client, token_for(runner)), "lookup").status_code == 404
 
 
 # --- Queries ------------------------------------------------------------------------
