@@ -8,13 +8,14 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test demo bench worker web migrate system-packages browser-packages mysql-packages clean help
+.PHONY: run test demo bench assets worker web migrate system-packages browser-packages mysql-packages clean help
 
 help:
 	@echo "make run    - the app on http://$(HOST):$(PORT)/, its Celery worker and beat (embedded defaults)"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
 	@echo "make bench  - the benchmark: bench/results.json and a table"
+	@echo "make assets - rebuild static/vendor/credtool-console.js from assets/ (needs Node.js; the result is committed)"
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,6 +44,11 @@ mysql-packages:
 	@[ -n "$$TEST_MYSQL_URL" ] || command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || \
 	  { echo "Installing Debian's mariadb-server for the MySQL tests"; \
 	  $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server; }
+
+# The editor, grid and charts: npm packages pinned in assets/package-lock.json, bundled by esbuild
+# into one committed file, so that make run never needs Node.js.
+assets:
+	cd assets && npm ci --no-audit --no-fund && npm run build
 
 migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput

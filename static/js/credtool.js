@@ -13,16 +13,6 @@
     box.form.requestSubmit(button || undefined);
   });
 
-  // Tab inserts four spaces in code boxes instead of leaving the field.
-  document.addEventListener("keydown", function (event) {
-    if (event.key !== "Tab" || event.shiftKey || event.ctrlKey || event.altKey || event.metaKey) return;
-    var box = event.target;
-    if (!box.matches || !box.matches("textarea.code")) return;
-    event.preventDefault();
-    var start = box.selectionStart, end = box.selectionEnd;
-    box.setRangeText("    ", start, end, "end");
-  });
-
   // Elapsed time of running things, ticking between server polls.
   function formatElapsed(ms) {
     var s = ms / 1000;
