@@ -18,6 +18,10 @@ A kind is one module under ``kinds/`` with one class registered with
   it honours the run's ``CancelToken`` (cancelling on the server), its timeout
   (``deadlines``), ``read_only`` (refused by the server, not by reading the
   text) and resets whatever a request set before its connection is reused;
+- ``export(...)``: stream one row-returning statement's whole result (up to
+  an export cap, far above the row cap) to a callback in batches, with
+  bounded memory, through the same connection, read-only transaction, timeout
+  and cancel as ``run_query``; a kind that cannot says so with a StageError;
 - ``test_connection``: the base class runs ``noop_query`` through
   ``run_query`` and says "Connected to <label> <first cell>"; a kind overrides
   it only if that cannot work (an HTTP API answers any path).
@@ -42,14 +46,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 from runs.lifecycle import CancelToken
 
 from .cells import Cell, cell_value
 
-__all__ = ["BoundRequest", "CancelToken", "Credentials", "FieldSpec", "Kind", "QueryCancelled", "StageError",
-           "StatementResult"]
+__all__ = ["BoundRequest", "CancelToken", "Credentials", "Exported", "FieldSpec", "Kind", "QueryCancelled",
+           "RowWriter", "StageError", "StatementResult"]
 
 Stage = Literal["workflow", "binding", "connection", "query"]
 
@@ -114,6 +118,20 @@ class StatementResult:
         if self.response is not None:
             data["response"] = self.response
         return data
+
+
+# Receives an export's rows batch by batch: the columns (the same each time) and up to a few
+# thousand rows of cells. Called at least once, so that a result without rows still has its header.
+RowWriter = Callable[[list[str], list[list[Cell]]], None]
+
+
+@dataclass(frozen=True)
+class Exported:
+    """What an export wrote: its columns, how many rows, and whether it stopped at the cap."""
+
+    columns: list[str]
+    row_count: int
+    truncated: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,3 +264,14 @@ class Kind:
         refuse writes (not a check of the text). The connection the request used must
         carry nothing the request set into the next one, whoever runs it."""
         raise NotImplementedError
+
+    def export(
+        self, creds: Credentials, statement: str, *, write: RowWriter, max_rows: int, timeout_s: int,
+        cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False,
+    ) -> Exported:
+        """Run ``statement`` again, alone, and hand its whole result to ``write`` in batches, at most
+        ``max_rows`` rows (``truncated`` then says it stopped there), with memory bounded by a batch,
+        not by the result. Only a row-returning read (a SELECT and its kin) is exported: anything
+        else is refused with a StageError, since running it again could change data. The same
+        connection path as ``run_query`` (destinations, read-only, session reset, cancel, timeout)."""
+        raise StageError("query", f"results of {self.label} integrations cannot be exported")

@@ -52,7 +52,8 @@ import sqlparse
 from pymysql.constants import FIELD_TYPE
 
 from ..connection_pool import ConnectionPool
-from .base import BoundRequest, CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import (BoundRequest, CancelToken, Credentials, Exported, FieldSpec, Kind, QueryCancelled, RowWriter,
+                   StageError, StatementResult)
 from .deadlines import Deadline, deadlines
 from .hosts import checked_address, host_and_port_errors
 from .registry import register
@@ -65,6 +66,7 @@ INTERRUPTED = {1317, 1969, 3024}  # killed; MariaDB's max_statement_time; MySQL'
 CONNECTION_LOST = {2006, 2013, 2055}
 WATCHDOG_GRACE_S = 1.0
 TOTAL_ROWS_FACTOR = 5
+EXPORT_BATCH_ROWS = 2000  # rows an export converts and writes at a time: its memory
 # Integers as numbers; everything else stays the server's own text.
 _INTEGER_TYPES = (FIELD_TYPE.TINY, FIELD_TYPE.SHORT, FIELD_TYPE.LONG, FIELD_TYPE.LONGLONG, FIELD_TYPE.INT24,
                   FIELD_TYPE.YEAR)
@@ -192,6 +194,55 @@ class MySQL(Kind):
                                     timeout_s) from None
             finally:
                 cancel.on_cancel(None)
+
+    def export(self, creds: Credentials, statement: str, *, write: RowWriter, max_rows: int, timeout_s: int,
+               cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False) -> Exported:
+        """One SELECT's whole result through an unbuffered cursor, in a transaction started READ ONLY
+        (always: an export reads). On a connection of its own, made with the export's cap as
+        ``sql_select_limit`` and closed after, so no pooled session carries that cap."""
+        statements = bound_statements(statement)
+        texts = [text for text, _ in statements]
+        if len(statements) != 1:
+            raise StageError("query", f"an export runs one statement, and this text has {len(statements)}")
+        problem = (read_only_refusal(texts[0]) if read_only else "") or _export_refusal(texts[0])
+        if problem:
+            raise StageError("query", f"{_which(1, texts)}: {problem}")
+        if cancel.cancelled:
+            raise QueryCancelled()
+        conn = self.connect(creds, connect_timeout=connect_timeout, timeout_s=timeout_s, read_only=read_only,
+                            max_rows=max_rows)
+        kill = _Killer(self, creds, conn.thread_id(), connect_timeout)
+        cancel.on_cancel(kill)
+        # The server's statement timeout covers the whole SELECT, streaming included: so does the watchdog.
+        watchdog = deadlines.schedule(timeout_s + WATCHDOG_GRACE_S, kill)
+        try:
+            with watchdog:
+                conn.query("START TRANSACTION READ ONLY")
+                cursor = pymysql.cursors.SSCursor(conn)
+                cursor.execute(texts[0])
+                columns = [column[0] for column in cursor.description or []]
+                write(columns, [])
+                written, truncated = 0, False
+                while True:
+                    if cancel.cancelled:
+                        raise QueryCancelled()  # the connection is closed below, unread rows and all
+                    wanted = min(EXPORT_BATCH_ROWS, max_rows + 1 - written)
+                    batch = cursor.fetchmany(wanted)
+                    if written + len(batch) > max_rows:
+                        batch, truncated = batch[: max_rows - written], True
+                    if batch:
+                        write(columns, [[self.cell(value) for value in row] for row in batch])
+                        written += len(batch)
+                    if truncated or len(batch) < wanted:
+                        break
+                cursor.close()  # reads what is left: nothing, or the one row past the cap (sql_select_limit)
+                conn.query("COMMIT")
+            return Exported(columns, written, truncated)
+        except pymysql.err.MySQLError as exc:
+            raise self._failure(exc, 1, texts, [], cancel, watchdog, timeout_s) from None
+        finally:
+            cancel.on_cancel(None)
+            _close_quietly(conn)
 
     @staticmethod
     def _budget(results: list[StatementResult], max_rows: int) -> int:
@@ -336,6 +387,22 @@ def read_only_refusal(statement: str) -> str:
     if first == "SET" and _ACCESS_MODE.search(code):
         return "changing the transaction access mode is refused on a read-only integration"
     return ""
+
+
+_EXPORTABLE_FIRST_WORDS = {"SHOW", "TABLE", "VALUES", "DESC", "DESCRIBE"}
+
+
+def _export_refusal(statement: str) -> str:
+    """Why ``statement`` cannot be exported ("" if it can): only reads that return rows, since an
+    export runs the statement again."""
+    code = _code_of(statement).strip()
+    first = code.split(None, 1)[0].upper() if code else ""
+    if first in _EXPORTABLE_FIRST_WORDS:
+        return ""
+    # get_type looks past WITH to the statement it introduces (WITH … DELETE is a DELETE).
+    if sqlparse.parse(code)[0].get_type() == "SELECT" and not re.search(r"\bINTO\b", code, re.IGNORECASE):
+        return ""
+    return "only a SELECT (or SHOW, TABLE, VALUES) can be exported, since exporting runs it again"
 
 
 def _code_of(statement: str) -> str:

@@ -53,7 +53,8 @@ from psycopg.types.string import TextLoader
 
 from ..connection_pool import ConnectionPool
 from .registry import register
-from .base import BoundRequest, CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import (BoundRequest, CancelToken, Credentials, Exported, FieldSpec, Kind, QueryCancelled, RowWriter,
+                   StageError, StatementResult)
 from .deadlines import Deadline, deadlines
 from .hosts import checked_address, host_and_port_errors
 
@@ -74,6 +75,9 @@ NO_PASSFILE = "/nonexistent/credtool-no-passfile"
 WATCHDOG_GRACE_S = 1.0
 # Results of one run together keep at most this many times the row cap.
 TOTAL_ROWS_FACTOR = 5
+# Rows an export fetches per round trip: memory is one batch, and 2,000 rows cost ~1 ms of
+# network per FETCH against ~10 ms of converting and writing them.
+EXPORT_BATCH_ROWS = 2000
 
 
 def _reusable(conn: psycopg.Connection) -> bool:
@@ -198,6 +202,29 @@ class Postgres(Kind):
             # The pooled connection had died while idle (server restart, killed
             # session) before anything of the user's was sent: a new one is safe.
             return run.execute(fresh=True)
+
+    def export(
+        self, creds: Credentials, statement: str, *, write: RowWriter, max_rows: int, timeout_s: int,
+        cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False,
+    ) -> Exported:
+        """One SELECT's whole result through a server-side cursor, in a read-only transaction
+        (always: an export reads, and must not repeat whatever a function in it writes)."""
+        statements = split_statements(statement, strict=read_only)
+        if len(statements) != 1:
+            raise StageError("query", f"an export runs one statement, and this text has {len(statements)}")
+        [only] = statements
+        problem = read_only_refusal(only) if read_only else ""
+        if problem:
+            raise StageError("query", f"{_which(1, statements)}: {problem}")
+        if not only.streamable:
+            raise StageError("query", f"{_which(1, statements)}: only a SELECT (or VALUES, TABLE, WITH … SELECT) "
+                                      "can be exported, since exporting runs it again")
+        export = _Export(self, creds, only, write=write, max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
+                         connect_timeout=connect_timeout, read_only=read_only)
+        try:
+            return export.execute(fresh=False)
+        except _StaleConnection:
+            return export.execute(fresh=True)
 
 
 # --- Statements -----------------------------------------------------------------------
@@ -488,6 +515,71 @@ class _Run:
         where = _which(number, self.statements) + ": " if number and len(self.statements) > 1 else (
             "COMMIT failed: " if number == 0 and results else "")
         return StageError("query", where + text, results=results)
+
+
+class _Export(_Run):
+    """A query run of one streamable statement whose rows go to ``write`` batch by batch: the same
+    pool (and so the same session reset), start-up options, cancel and stale-connection check."""
+
+    def __init__(self, kind: Postgres, creds: Credentials, statement: Statement, *, write: RowWriter,
+                 max_rows: int, timeout_s: int, cancel: CancelToken, connect_timeout: int, read_only: bool) -> None:
+        super().__init__(kind, creds, [statement], max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
+                         connect_timeout=connect_timeout, read_only=read_only)
+        self.write = write
+
+    def execute(self, *, fresh: bool) -> Exported:  # type: ignore[override]
+        key = f"{self.creds.fingerprint}:{self.timeout_s}:{int(self.read_only)}"  # the queries' pool key
+        connect = lambda: self.kind.connect(  # noqa: E731
+            self.creds, connect_timeout=self.connect_timeout, timeout_s=self.timeout_s, read_only=self.read_only)
+        with _pool.connection(self.creds.integration_id, key, connect, fresh=fresh) as lease:
+            conn = lease.connection
+            if lease.reused and _has_pending_input(conn):
+                raise _StaleConnection()
+            if self.cancel.cancelled:
+                raise QueryCancelled()
+            self.cancel.on_cancel(conn.cancel_safe)
+            # The statement timeout bounds each round trip on the server (DECLARE, every FETCH), and so
+            # does the worker's watchdog: a whole export may take longer than one query may.
+            watchdog = deadlines.schedule(self.timeout_s + WATCHDOG_GRACE_S, conn.cancel_safe)
+            started = False
+            try:
+                conn.execute("BEGIN READ ONLY")
+                started = True
+                with conn.cursor(name="credtool_export") as cursor:
+                    with watchdog:
+                        cursor.execute(self.statements[0].sent, self.statements[0].params)
+                    columns = [column.name for column in cursor.description or []]
+                    self.write(columns, [])
+                    written, truncated = 0, False
+                    while True:
+                        if self.cancel.cancelled:
+                            raise QueryCancelled()
+                        wanted = min(EXPORT_BATCH_ROWS, self.max_rows + 1 - written)  # one past the cap: cut?
+                        watchdog = deadlines.schedule(self.timeout_s + WATCHDOG_GRACE_S, conn.cancel_safe)
+                        with watchdog:
+                            batch = cursor.fetchmany(wanted)
+                        if written + len(batch) > self.max_rows:
+                            batch, truncated = batch[: self.max_rows - written], True
+                        if batch:
+                            self.write(columns, [list(row) for row in batch])
+                            written += len(batch)
+                        if truncated or len(batch) < wanted:
+                            break
+                conn.execute("COMMIT")
+                return Exported(columns, written, truncated)
+            except psycopg.OperationalError as exc:
+                if lease.reused and not started and _connection_gone(conn):
+                    raise _StaleConnection() from None  # our BEGIN failed: nothing of the user's was sent
+                raise self._failure(exc, 1, [], watchdog) from None
+            except psycopg.Error as exc:
+                raise self._failure(exc, 1, [], watchdog) from None
+            finally:
+                self.cancel.on_cancel(None)
+                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        conn.close()
 
 
 def _collect(cursor: psycopg.Cursor, statement: Statement, limit: int) -> StatementResult:

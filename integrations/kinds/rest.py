@@ -44,7 +44,8 @@ import httpx
 from credtool.masking import MASK, is_secret_key, mask_secrets, mask_text
 
 from .. import destinations
-from .base import BoundRequest, CancelToken, Credentials, FieldSpec, Kind, QueryCancelled, StageError, StatementResult
+from .base import (BoundRequest, CancelToken, Credentials, Exported, FieldSpec, Kind, QueryCancelled, RowWriter,
+                   StageError, StatementResult)
 from .deadlines import deadlines
 from .http_request import READ_METHODS, HttpRequest, parse
 from .registry import register
@@ -166,6 +167,29 @@ class RestApi(Kind):
             raise StageError("query", f"the API answered {exchange.status} {exchange.reason}", auth_failure=True,
                              results=[result])
         return [result]
+
+    def export(self, creds: Credentials, statement: str, *, write: RowWriter, max_rows: int, timeout_s: int,
+               cancel: CancelToken, connect_timeout: int = 5, read_only: bool = False) -> Exported:
+        """The response's table as it is: a GET sent again, its body already bounded by
+        ``CREDTOOL_REST_MAX_RESPONSE_BYTES``, its rows masked as the page shows them."""
+        try:
+            method = parse(statement).method
+        except ValueError as exc:
+            raise StageError("query", str(exc)) from None
+        if method != "GET":
+            raise StageError("query", f"only a GET request can be exported (this is {method}), since exporting "
+                                      "sends it again")
+        [result] = self.run_query(creds, statement, max_rows=max_rows, timeout_s=timeout_s, cancel=cancel,
+                                  connect_timeout=connect_timeout, read_only=read_only)
+        status = (result.response or {}).get("status", 0)
+        if status >= 400:
+            raise StageError("query", f"the API answered {result.status}")
+        if not result.columns:
+            raise StageError("query", "the response holds no table to export (a JSON array of objects)")
+        write(result.columns, [])
+        for start in range(0, len(result.rows), 2000):
+            write(result.columns, result.rows[start:start + 2000])
+        return Exported(result.columns, result.row_count, result.truncated)
 
     def _exchange(self, creds: Credentials, request: HttpRequest, *, timeout_s: int, connect_timeout: int,
                   cancel: CancelToken) -> _Exchange:
