@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "audit",
     "workflows",
     "integrations",
+    "exports",
     "api",
     # Last: its post_migrate handler gives the roles the permissions of the apps above.
     "accounts",
@@ -239,6 +240,9 @@ LOGGING = {
 QUERY_MAX_ROWS = env_int("CREDTOOL_QUERY_MAX_ROWS", 1000, minimum=1)
 QUERY_CONNECT_TIMEOUT_S = env_int("CREDTOOL_CONNECT_TIMEOUT", 5, minimum=1)
 QUERY_RECENT_RUNS = 20
+# Download CSV/JSON re-runs a result's statement into a file, up to this many rows (taken when the
+# export is asked for, and kept on it); the file is deleted a day later.
+EXPORT_MAX_ROWS = env_int("CREDTOOL_EXPORT_MAX_ROWS", 1_000_000, minimum=1)
 # Optional allow-list of networks (CIDRs) integrations may connect to, e.g. "10.20.0.0/16".
 # Metadata addresses and the app's own database and broker are refused regardless.
 INTEGRATION_NETWORKS = env_list("CREDTOOL_INTEGRATION_NETWORKS", [])
@@ -312,6 +316,11 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Schedules are read in the server's time zone, and beat reads them from the database.
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Entries beat's DatabaseScheduler writes into its table when it starts (beside workflows' Schedules).
+CELERY_BEAT_SCHEDULE = {
+    # Expired export files go every hour; a worker starting an export sweeps them as well.
+    "delete-expired-exports": {"task": "exports.purge_exports", "schedule": 3600.0},
+}
 # The profiles whose runs a worker executes: keys, comma-separated (e.g. "staging" for a worker in
 # the staging network holding staging's keys only); empty: every profile, including profiles
 # created while it runs. One broker queue per profile; see runs/workers.py.

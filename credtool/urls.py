@@ -7,6 +7,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("integrations/", include("integrations.urls")),
+    path("exports/", include("exports.urls")),
     path("workflows/", include("workflows.urls")),
     path("profiles/", include("profiles.urls")),
     path("audit/", include("audit.urls")),

@@ -2,7 +2,7 @@
 
 Layers, bottom first: the project package ``credtool`` (settings, Celery app,
 crypto, masking), ``runs`` (the life of background runs), ``audit``,
-``accounts``, ``workflows``, ``integrations``, ``api``. A module may import its own app
+``accounts``, ``workflows``, ``integrations``, ``exports``, ``api``. A module may import its own app
 and the layers below it, never above; development tools (``devtools``,
 ``bench``) and tests are never imported by the app. Imports inside functions
 count: a lazy import that breaks a loop is a loop still.
@@ -13,7 +13,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["credtool", "audit", "profiles", "runs", "accounts", "workflows", "integrations", "api"]
+LAYERS = ["credtool", "audit", "profiles", "runs", "accounts", "workflows", "integrations", "exports", "api"]
 NOT_FOR_THE_APP = {"devtools", "bench", "tests"}
 
 

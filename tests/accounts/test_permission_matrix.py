@@ -10,12 +10,16 @@ The table must name every URL of the app: a new URL without a row fails here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import get_resolver
+from django.utils import timezone
 
 from api import tokens
+from exports import files as export_files
+from exports.models import ExportRun
 from integrations.models import Configuration, ConfigurationProfile, ConnectionCheck, Integration, QueryRun
 from profiles.models import Profile
 from tests.conftest import make_user
@@ -87,6 +91,22 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     ("integrations:run_csv", {"pk": "shared", "run_id": "runner_query"}, "get", USE),
     ("integrations:run_csv", {"pk": "shared", "run_id": "builder_query"}, "get", NOT_SHARED),
     ("integrations:run_csv_result", {"pk": "shared", "run_id": "builder_query", "number": "one"}, "get", NOT_SHARED),
+    # Exports of a result: started by those who may run the query again, seen (and cancelled,
+    # downloaded) by whoever may see the run; a Runner's own only.
+    ("exports:start", {"run_id": "runner_query", "number": "one", "fmt": "csv"}, "post",
+     expect(runner=302, builder=302, admin=302)),
+    ("exports:start", {"run_id": "builder_query", "number": "one", "fmt": "json"}, "post",
+     expect(runner=404, builder=302, admin=302)),
+    ("exports:start", {"run_id": "runner_query", "number": "one", "fmt": "csv"}, "get", NOT_ALLOWED),
+    ("exports:stored_json", {"run_id": "runner_query", "number": "one"}, "get", USE),
+    ("exports:stored_json", {"run_id": "builder_query", "number": "one"}, "get", NOT_SHARED),
+    ("exports:detail", {"pk": "runner_export"}, "get", USE),
+    ("exports:detail", {"pk": "builder_export"}, "get", NOT_SHARED),
+    ("exports:download", {"pk": "runner_export"}, "get", USE),
+    ("exports:download", {"pk": "builder_export"}, "get", NOT_SHARED),
+    ("exports:cancel", {"pk": "runner_export"}, "post", expect(runner=302, builder=302, admin=302)),
+    ("exports:cancel", {"pk": "builder_export"}, "post", expect(runner=404, builder=302, admin=302)),
+    ("exports:cancel", {"pk": "runner_export"}, "get", NOT_ALLOWED),
     ("workflows:list", {}, "get", USE),
     ("workflows:create", {}, "get", CONFIGURE),
     ("workflows:create", {}, "post", CONFIGURE),
@@ -185,7 +205,20 @@ def world(django_user_model) -> World:
         "plain_name": "plain", "shared_name": "Shared",
     }
     ids["runner_workflow_api_id"] = f"workflow-{ids['runner_workflow_run']}"
+    ids["runner_export"] = finished_export(ids["runner_query"], users["runner"])
+    ids["builder_export"] = finished_export(ids["builder_query"], users["builder"])
+    ids["csv"], ids["json"] = "csv", "json"
     return World(ids, users)
+
+
+def finished_export(query_run_id: int, user) -> int:
+    """A finished CSV export of the run, with its file (1 row)."""
+    path, fd = export_files.create(0, "csv")
+    with open(fd, "w") as handle:
+        handle.write("a\r\n1\r\n")
+    return ExportRun.objects.create(query_run_id=query_run_id, user=user, format="csv", status="succeeded",
+                                    max_rows=10, rows_written=1, file_path=str(path), size_bytes=6,
+                                    expires_at=timezone.now() + timedelta(hours=1)).pk
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -207,7 +240,7 @@ def test_every_url_method_and_role(client, world, name, kwargs, method, expected
 def test_the_matrix_names_every_url_of_the_app():
     covered = {name for name, *_ in MATRIX}
     resolver = get_resolver()
-    for namespace in ("integrations", "workflows", "profiles", "audit", "api", "api_tokens"):
+    for namespace in ("integrations", "exports", "workflows", "profiles", "audit", "api", "api_tokens"):
         names = {f"{namespace}:{p.name}" for p in resolver.namespace_dict[namespace][1].url_patterns}
         assert names <= covered, f"URLs without a row in the matrix: {sorted(names - covered)}"
 
