@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from typing import Any, Iterable
 
 from django.conf import settings
@@ -263,3 +265,67 @@ class ConnectionCheck(BackgroundRun):
     @classmethod
     def error_fields(cls, message: str) -> dict[str, Any]:
         return {"message": message, "secrets_encrypted": ""}
+
+
+class SchemaRead(BackgroundRun):
+    """The integration's schemas, tables, views and columns as a worker read them under a profile
+    (integrations/schema.py). The newest one that succeeded is the Schema panel's and completion's
+    cache for that integration and profile; **Refresh schema** queues another."""
+
+    task_name = "integrations.read_schema"
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="schema_reads")
+    configuration = models.ForeignKey(Configuration, null=True, blank=True, on_delete=models.SET_NULL,
+                                      related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    # {"schemas": [{"name", "default", "tables": [{"name", "kind", "columns": [{"name", "type", "pk"}]}]}],
+    #  "truncated": bool}
+    schema = models.JSONField(null=True, blank=True)
+    table_count = models.IntegerField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["integration", "profile", "-created_at"]),
+                   models.Index(fields=["status", "lease_until"]), models.Index(fields=["status", "sent_at"])]
+
+
+class QueryDraft(models.Model):
+    """What a user last typed in an integration's Query box, saved as they type: restored on reload
+    and on their next visit."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="+")
+    text = models.TextField(blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "integration"], name="one_draft_per_user_and_integration")]
+
+
+class SavedQuery(models.Model):
+    """A query saved on an integration (**Save query**), with the chart it is seen as. Its author and
+    Builders may change it; shared, the integration's Runners may run it but not change it."""
+
+    integration = models.ForeignKey(Integration, on_delete=models.CASCADE, related_name="saved_queries")
+    name = models.CharField("Query name", max_length=100)
+    description = models.CharField("Description", max_length=300, blank=True, default="")
+    text = models.TextField("Query")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    shared = models.BooleanField("Share with the integration's Runners", default=False)
+    # {"type": "bar", "x": "item", "y": ["qty"]}, or None: seen as a table.
+    chart = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["integration", "name"], name="unique_saved_query_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def chart_json(self) -> str:
+        return json.dumps(self.chart) if self.chart else ""

@@ -6,7 +6,7 @@ import logging
 from celery import shared_task
 from celery.signals import worker_ready
 
-from . import execution
+from . import execution, schema
 
 log = logging.getLogger(__name__)
 
@@ -28,3 +28,8 @@ def run_query(run_id: int) -> None:
 @shared_task(name="integrations.check_connection")
 def check_connection(check_id: int) -> None:
     execution.execute_connection_check(check_id)
+
+
+@shared_task(name="integrations.read_schema")
+def read_schema(read_id: int) -> None:
+    schema.execute(read_id)

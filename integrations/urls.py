@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import saved_query_views, schema_views, views
 
 app_name = "integrations"
 urlpatterns = [
@@ -17,6 +17,15 @@ urlpatterns = [
     path("<int:pk>/configurations/<int:configuration_id>/delete/", views.configuration_delete,
          name="configuration_delete"),
     path("<int:pk>/query/", views.run_query, name="run_query"),
+    path("<int:pk>/schema/", schema_views.schema_panel, name="schema"),
+    path("<int:pk>/schema/refresh/", schema_views.refresh_schema, name="refresh_schema"),
+    path("<int:pk>/schema/columns/", schema_views.schema_columns, name="schema_columns"),
+    path("<int:pk>/schema.json", schema_views.schema_json, name="schema_json"),
+    path("<int:pk>/draft/", saved_query_views.save_draft, name="save_draft"),
+    path("<int:pk>/saved/", saved_query_views.saved_query_list, name="saved_queries"),
+    path("<int:pk>/saved/new/", saved_query_views.save_query, name="save_query"),
+    path("<int:pk>/saved/<int:saved_id>/", saved_query_views.saved_query_edit, name="saved_query_edit"),
+    path("<int:pk>/saved/<int:saved_id>/delete/", saved_query_views.saved_query_delete, name="saved_query_delete"),
     path("<int:pk>/runs/<int:run_id>/", views.query_run, name="run"),
     path("<int:pk>/runs/<int:run_id>/cancel/", views.cancel_run, name="cancel_run"),
     path("<int:pk>/runs/<int:run_id>/csv/", views.run_csv, name="run_csv"),

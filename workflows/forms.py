@@ -117,7 +117,8 @@ class StepForm(forms.Form):
                                   required=False)
     code = forms.CharField(
         label="Code", strip=False, max_length=100_000, required=False,
-        widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false", "data-run-shortcut": ""}),
+        widget=forms.Textarea(attrs={"rows": 10, "class": "code", "spellcheck": "false", "data-run-shortcut": "",
+                                     "data-editor": "python"}),
         help_text="A Python function body: <code>return</code> gives the step's output. "
                   "<code>Env.name</code> reads CREDTOOL_APP_ENV_NAME on the worker; earlier steps are "
                   "<code>stepname.output</code>; parameters are <code>params.name</code>. "
@@ -127,7 +128,7 @@ class StepForm(forms.Form):
     integration = forms.ChoiceField(label="Integration", required=False, choices=[("", "Choose an integration")])
     sql = forms.CharField(
         label="Query", strip=False, max_length=100_000, required=False,
-        widget=forms.Textarea(attrs={"rows": 6, "class": "code", "spellcheck": "false"}),
+        widget=forms.Textarea(attrs={"rows": 6, "class": "code", "spellcheck": "false", "data-editor": "sql"}),
         help_text="<code>{{params.name}}</code> and <code>{{stepname.output…}}</code> are sent as bound "
                   "parameters, never pasted into the SQL: write them bare, "
                   "<code>where item = {{params.item}}</code>, not in quotes. The output is "

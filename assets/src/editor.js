@@ -2,9 +2,14 @@
 //
 // <textarea data-editor="postgres|mysql|python" data-schema-url="..."> becomes an editor; the
 // textarea is hidden and kept in step, so the form posts (and htmx includes) what is typed, with
-// or without this script. Ctrl+Enter (Cmd+Enter) submits the form, with only the selection when
-// there is one. Tab indents; Escape then Tab leaves the editor (the keyboard is never trapped).
+// or without this script. Ctrl+Enter (Cmd+Enter) submits the form (data-run-selection: with only
+// the selection when there is one). Tab indents; Escape then Tab leaves the editor (the keyboard is never trapped).
 // data-draft-url: the text is saved there as it is typed (a draft per user and integration).
+//
+// The editor lives in a shadow root: CodeMirror writes its styles at run time, and the page's
+// Content-Security-Policy (style-src 'self') refuses <style> elements but not the constructed
+// style sheets a shadow root adopts. Its theme reads the page's CSS variables, so light and
+// dark follow the page.
 import { EditorState, Compartment } from "@codemirror/state";
 import {
   EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter, drawSelection,
@@ -13,13 +18,49 @@ import {
 import {
   defaultKeymap, history, historyKeymap, indentWithTab, temporarilySetTabFocusMode, simplifySelection,
 } from "@codemirror/commands";
-import { bracketMatching, indentOnInput, syntaxHighlighting, defaultHighlightStyle } from "@codemirror/language";
+import { bracketMatching, indentOnInput, syntaxHighlighting, HighlightStyle } from "@codemirror/language";
+import { tags } from "@lezer/highlight";
 import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap } from "@codemirror/autocomplete";
 import { search, searchKeymap, highlightSelectionMatches } from "@codemirror/search";
 import { sql, PostgreSQL, MySQL, StandardSQL } from "@codemirror/lang-sql";
 import { python } from "@codemirror/lang-python";
 
 const DIALECTS = { postgres: PostgreSQL, mysql: MySQL, sql: StandardSQL };
+
+// Colours from the page's variables (console.css defines them for light and dark).
+const highlight = HighlightStyle.define([
+  { tag: [tags.keyword, tags.operatorKeyword, tags.modifier], color: "var(--code-keyword)", fontWeight: "600" },
+  { tag: [tags.string, tags.special(tags.string)], color: "var(--code-string)" },
+  { tag: [tags.number, tags.bool, tags.null], color: "var(--code-number)" },
+  { tag: [tags.comment, tags.lineComment, tags.blockComment], color: "var(--code-comment)", fontStyle: "italic" },
+  { tag: [tags.function(tags.variableName), tags.standard(tags.name), tags.typeName], color: "var(--code-function)" },
+  { tag: [tags.definition(tags.variableName), tags.className], color: "var(--code-definition)" },
+  { tag: tags.invalid, color: "var(--bad)" },
+]);
+
+const theme = EditorView.theme({
+  "&": { border: "1px solid var(--line)", borderRadius: "var(--radius)", background: "var(--panel)",
+         color: "var(--ink)", fontSize: ".88rem" },
+  "&.cm-focused": { outline: "2px solid var(--accent)", outlineOffset: "1px" },
+  ".cm-scroller": { fontFamily: "var(--mono)", lineHeight: "1.5", minHeight: "8.5em", maxHeight: "60vh" },
+  ".cm-content": { caretColor: "var(--ink)" },
+  ".cm-cursor, .cm-dropCursor": { borderLeftColor: "var(--ink)" },
+  ".cm-gutters": { background: "var(--bg)", color: "var(--muted)", borderRight: "1px solid var(--line)",
+                   borderRadius: "var(--radius) 0 0 var(--radius)" },
+  ".cm-activeLine, .cm-activeLineGutter": { background: "var(--code-active-line)" },
+  "&.cm-focused .cm-selectionBackground, .cm-selectionBackground, ::selection": {
+    background: "var(--code-selection) !important" },
+  ".cm-matchingBracket": { background: "var(--code-selection)", outline: "1px solid var(--muted)" },
+  ".cm-tooltip": { background: "var(--panel)", color: "var(--ink)", border: "1px solid var(--line)",
+                   borderRadius: "var(--radius)" },
+  ".cm-tooltip-autocomplete ul li[aria-selected]": { background: "var(--accent)", color: "var(--accent-ink)" },
+  ".cm-completionDetail": { color: "var(--muted)", fontStyle: "normal", marginLeft: ".6em" },
+  ".cm-panels": { background: "var(--bg)", color: "var(--ink)" },
+  ".cm-panels.cm-panels-top": { borderBottom: "1px solid var(--line)" },
+  ".cm-textfield, .cm-button": { font: "inherit", fontSize: ".85rem", color: "var(--ink)", background: "var(--panel)",
+                                 border: "1px solid var(--line)", borderRadius: "4px" },
+  ".cm-placeholder": { color: "var(--muted)" },
+});
 const DRAFT_DELAY_MS = 600;
 
 export function enhanceEditors(root) {
@@ -61,22 +102,28 @@ function attach(box) {
     if (!form) return false;
     const selection = view.state.selection.main;
     const whole = view.state.doc.toString();
-    // Only the selection is run when there is one; the text stays as typed.
-    if (!selection.empty) box.value = view.state.sliceDoc(selection.from, selection.to);
+    // In the console (data-run-selection) only the selection runs when there is one; the text stays.
+    if (!selection.empty && "runSelection" in box.dataset) box.value = view.state.sliceDoc(selection.from, selection.to);
     const button = form.querySelector("button[type=submit]:not([formaction]), button:not([type])");
     form.requestSubmit(button || undefined);
     box.value = whole;
     return true;
   };
 
+  const host = document.createElement("div");
+  host.className = "editor-host editor-" + box.dataset.editor;
+  box.after(host);
+  const shadow = host.attachShadow({ mode: "open" });
   const view = new EditorView({
+    root: shadow,
+    parent: shadow,
     state: EditorState.create({
       doc: box.value,
       extensions: [
         lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), drawSelection(),
         indentOnInput(), bracketMatching(), closeBrackets(), autocompletion({ activateOnTyping: true }),
         highlightActiveLine(), highlightSelectionMatches(), search({ top: true }),
-        syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+        syntaxHighlighting(highlight), theme,
         placeholderText(box.getAttribute("placeholder") || ""),
         keymap.of([
           { key: "Mod-Enter", run, preventDefault: true },
@@ -106,14 +153,19 @@ function attach(box) {
   box.classList.add("has-editor");
   box.setAttribute("tabindex", "-1");
   box.setAttribute("aria-hidden", "true");
-  box.after(view.dom);
-  view.dom.classList.add("editor", "editor-" + box.dataset.editor);
+  host.editorView = view;
   // The label still leads to the editor.
   if (box.id) {
     document.querySelectorAll(`label[for="${box.id}"]`).forEach((label) =>
       label.addEventListener("click", () => view.focus()));
   }
-  if (box.dataset.schemaUrl) loadSchema(box, view, language);
+  if (box.dataset.schemaUrl) {
+    loadSchema(box, view, language);
+    // A read finished (the panel says so with HX-Trigger), or another profile was chosen.
+    document.addEventListener("schema-loaded", () => loadSchema(box, view, language));
+    const profile = box.dataset.profileSelect ? document.querySelector(box.dataset.profileSelect) : null;
+    if (profile) profile.addEventListener("change", () => loadSchema(box, view, language));
+  }
   // What other parts of the page may ask of the editor (the schema panel inserts names).
   box.addEventListener("editor:insert", (event) => {
     const text = event.detail.text;
@@ -130,7 +182,10 @@ function attach(box) {
 }
 
 function loadSchema(box, view, language) {
-  fetch(box.dataset.schemaUrl, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+  let url = box.dataset.schemaUrl;
+  const profile = box.dataset.profileSelect ? document.querySelector(box.dataset.profileSelect) : null;
+  if (profile) url += "?profile=" + encodeURIComponent(profile.value);
+  fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
     .then((response) => (response.ok ? response.json() : null))
     .then((schema) => { if (schema) view.dispatch({ effects: language.reconfigure(languageFor(box, schema)) }); })
     .catch(() => {});

@@ -3,6 +3,8 @@
 import { enhanceEditors } from "./editor.js";
 import { enhanceGrids } from "./grid.js";
 import { enhanceCharts } from "./chart.js";
+import { listenToSchemaPanels } from "./schema.js";
+import { listenForCharts } from "./saved.js";
 
 function enhance(root) {
   enhanceEditors(root);
@@ -10,5 +12,7 @@ function enhance(root) {
   enhanceCharts(root);
 }
 
+listenToSchemaPanels();
+listenForCharts();
 document.addEventListener("DOMContentLoaded", () => enhance(document));
 document.addEventListener("htmx:load", (event) => enhance(event.target));

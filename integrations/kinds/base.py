@@ -209,6 +209,10 @@ class Kind:
     request_placeholder: ClassVar[str] = "select 1"
     request_help: ClassVar[str] = ""
     timeout_label: ClassVar[str] = "Statement timeout (seconds)"
+    # What the Schema panel and completion read (integrations/schema.py): a query run like any
+    # other (read-only), one row a column: schema, table, "table" or "view", column, its type,
+    # whether it is in the primary key, whether the schema is the session's default. "": none.
+    schema_query: ClassVar[str] = ""
 
     @classmethod
     def secret_fields(cls) -> tuple[str, ...]:

@@ -96,6 +96,13 @@ class MySQL(Kind):
     noop_query = "select concat(version(), ' as ', current_user(), ' on ', coalesce(database(), '(no database)'))"
     secret_destination_fields = ("host", "port", "username")
     request_placeholder = "show tables"
+    schema_query = """
+        select c.table_schema, c.table_name, if(t.table_type = 'VIEW', 'view', 'table'), c.column_name,
+               c.column_type, c.column_key = 'PRI', c.table_schema = database()
+        from information_schema.columns c
+        join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name
+        where c.table_schema not in ('mysql', 'information_schema', 'performance_schema', 'sys')
+        order by c.table_schema, c.table_name, c.ordinal_position"""
     fields = (
         FieldSpec("host", "Host", placeholder="mysql.internal.example.com",
                   help_text="Host name or IP address of the MySQL or MariaDB server."),
@@ -154,7 +161,7 @@ class MySQL(Kind):
             for number, (statement, _) in enumerate(statements, 1):
                 problem = read_only_refusal(statement)
                 if problem:
-                    raise StageError("query", f"{_which(number, statements)}: {problem}")
+                    raise StageError("query", f"{_which(number, [text for text, _ in statements])}: {problem}")
         try:
             return self._run(creds, statements, max_rows, timeout_s, cancel, connect_timeout, read_only, fresh=False)
         except _StaleConnection:

@@ -138,6 +138,21 @@ class Postgres(Kind):
     noop_query = ("select split_part(current_setting('server_version'), ' ', 1) || ' as ' || current_user"
                   " || ' on ' || current_database()")
     request_placeholder = "select * from pg_stat_activity"
+    # pg_catalog rather than information_schema: it lists what the user may use (USAGE on the
+    # schema) with primary keys in one pass, and is several times faster on thousands of tables.
+    schema_query = """
+        select n.nspname, c.relname, case when c.relkind in ('v', 'm') then 'view' else 'table' end,
+               a.attname, format_type(a.atttypid, a.atttypmod), coalesce(a.attnum = any(i.indkey), false),
+               n.nspname = current_schema()
+        from pg_class c
+        join pg_namespace n on n.oid = c.relnamespace
+        join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped
+        left join pg_index i on i.indrelid = c.oid and i.indisprimary
+        where c.relkind in ('r', 'p', 'v', 'm', 'f')
+          and n.nspname not in ('pg_catalog', 'information_schema')
+          and n.nspname not like 'pg\\_toast%' and n.nspname not like 'pg\\_temp%'
+          and has_schema_privilege(n.oid, 'USAGE')
+        order by n.nspname, c.relname, a.attnum"""
     secret_destination_fields = ("host", "port", "username")
     fields = (
         FieldSpec("host", "Host", placeholder="db.internal.example.com",
