@@ -20,7 +20,8 @@ from django.utils import timezone
 from api import tokens
 from exports import files as export_files
 from exports.models import ExportRun
-from integrations.models import Configuration, ConfigurationProfile, ConnectionCheck, Integration, QueryRun
+from integrations.models import (Configuration, ConfigurationProfile, ConnectionCheck, Integration, QueryRun,
+                                 SavedQuery, SchemaRead)
 from profiles.models import Profile
 from tests.conftest import make_user
 from workflows.models import Step, Workflow, WorkflowRun
@@ -91,6 +92,34 @@ MATRIX: list[tuple[str, dict[str, str], str, dict[str, int]]] = [
     ("integrations:run_csv", {"pk": "shared", "run_id": "runner_query"}, "get", USE),
     ("integrations:run_csv", {"pk": "shared", "run_id": "builder_query"}, "get", NOT_SHARED),
     ("integrations:run_csv_result", {"pk": "shared", "run_id": "builder_query", "number": "one"}, "get", NOT_SHARED),
+    # The console: the schema, drafts and saved queries of what a user may query.
+    ("integrations:schema", {"pk": "shared"}, "get", USE),
+    ("integrations:schema", {"pk": "private"}, "get", NOT_SHARED),
+    ("integrations:refresh_schema", {"pk": "shared"}, "post", USE),
+    ("integrations:refresh_schema", {"pk": "private"}, "post", NOT_SHARED),
+    ("integrations:refresh_schema", {"pk": "shared"}, "get", NOT_ALLOWED),
+    ("integrations:schema_columns", {"pk": "shared"}, "get", USE),
+    ("integrations:schema_columns", {"pk": "private"}, "get", NOT_SHARED),
+    ("integrations:schema_json", {"pk": "shared"}, "get", USE),
+    ("integrations:schema_json", {"pk": "private"}, "get", NOT_SHARED),
+    ("integrations:save_draft", {"pk": "shared"}, "post", expect(runner=204, builder=204, admin=204)),
+    ("integrations:save_draft", {"pk": "private"}, "post", expect(runner=404, builder=204, admin=204)),
+    ("integrations:save_draft", {"pk": "shared"}, "get", NOT_ALLOWED),
+    ("integrations:saved_queries", {"pk": "shared"}, "get", USE),
+    ("integrations:saved_queries", {"pk": "private"}, "get", NOT_SHARED),
+    ("integrations:save_query", {"pk": "shared"}, "post", USE),  # an empty form: errors beside the fields
+    ("integrations:save_query", {"pk": "private"}, "post", NOT_SHARED),
+    ("integrations:save_query", {"pk": "shared"}, "get", NOT_ALLOWED),
+    # A shared saved query: its Runners run it, only its author or a Builder changes it.
+    ("integrations:saved_query_edit", {"pk": "shared", "saved_id": "builder_saved"}, "get", CONFIGURE),
+    ("integrations:saved_query_edit", {"pk": "shared", "saved_id": "builder_saved"}, "post", CONFIGURE),
+    ("integrations:saved_query_edit", {"pk": "shared", "saved_id": "runner_saved"}, "get", USE),
+    ("integrations:saved_query_edit", {"pk": "shared", "saved_id": "builder_private_saved"}, "get", NOT_SHARED),
+    ("integrations:saved_query_delete", {"pk": "shared", "saved_id": "builder_saved"}, "post",
+     expect(builder=302, admin=302)),
+    ("integrations:saved_query_delete", {"pk": "shared", "saved_id": "runner_saved"}, "post",
+     expect(runner=302, builder=302, admin=302)),
+    ("integrations:saved_query_delete", {"pk": "shared", "saved_id": "builder_saved"}, "get", NOT_ALLOWED),
     # Exports of a result: started by those who may run the query again, seen (and cancelled,
     # downloaded) by whoever may see the run; a Runner's own only.
     ("exports:start", {"run_id": "runner_query", "number": "one", "fmt": "csv"}, "post",
@@ -208,6 +237,17 @@ def world(django_user_model) -> World:
     ids["runner_export"] = finished_export(ids["runner_query"], users["runner"])
     ids["builder_export"] = finished_export(ids["builder_query"], users["builder"])
     ids["csv"], ids["json"] = "csv", "json"
+    production = Profile.objects.get(key="production")
+    one_table = {"schemas": [{"name": "public", "default": True, "tables": [
+        {"name": "t", "kind": "table", "columns": [{"name": "a", "type": "integer", "pk": True}]}]}]}
+    for integration in (shared, private):
+        SchemaRead.objects.create(integration=integration, profile=production, status="succeeded", schema=one_table)
+    ids["builder_saved"] = SavedQuery.objects.create(integration=shared, name="b", text="select 1",
+                                                     author=users["builder"], shared=True).pk
+    ids["builder_private_saved"] = SavedQuery.objects.create(integration=shared, name="bp", text="select 1",
+                                                             author=users["builder"]).pk
+    ids["runner_saved"] = SavedQuery.objects.create(integration=shared, name="r", text="select 1",
+                                                    author=users["runner"]).pk
     return World(ids, users)
 
 
@@ -230,7 +270,8 @@ def test_every_url_method_and_role(client, world, name, kwargs, method, expected
     if role != "anonymous":
         client.force_login(world.users[role])
     url = reverse(name, kwargs={key: world.ids[value] for key, value in kwargs.items()})
-    data = {"sql": "select 1"} if name == "integrations:run_query" else {}
+    data = {"integrations:run_query": {"sql": "select 1"},
+            "integrations:schema_columns": {"schema": "public", "table": "t"}}.get(name, {})
     response = getattr(client, method)(url, data)
     assert response.status_code == expected[role], f"{role} {method.upper()} {url}"
     if role == "anonymous" and expected[role] == LOGIN:
