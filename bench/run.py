@@ -165,6 +165,10 @@ def run(cfg: Config, services: Services) -> dict[str, Any]:
         queued, detail["throughput"] = queued_cases(cfg, services, app)
         results.update(queued)
 
+    if "large" in cfg.groups:  # on the worker: after the queued cases, which start it (else it starts here)
+        results["export_csv_1m"], detail["export_csv_1m"] = export_csv_1m(services, app)
+        print("bench: export_csv_1m done", flush=True)
+
     results["ratios"] = ratios(results)
     results["targets"] = targets(results)
     results["machine"] = machine(cfg, services, target)
@@ -422,6 +426,99 @@ def large_result(cfg: Config, app: App, target: Target) -> tuple[dict, dict]:
                       "peak_rss_mb_means": "growth of the process's peak RSS over its RSS before the query"}
 
 
+# --- exports ----------------------------------------------------------------------
+
+EXPORT_ROWS = 1_000_000
+
+
+def _worker_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def export_csv_1m(services: Services, app: App) -> tuple[dict, dict]:
+    """``export_csv_1m``: Download CSV of a 1,000,000-row result (generate_series, three columns), done
+    by the worker through the query's path into a file; the time, and the worker process's peak
+    resident memory over its idle size (VmHWM, reset through /proc/<pid>/clear_refs just before;
+    VmRSS sampled every 10 ms as well). Idle: after a 20,000-row export, so that what every export
+    loads once (modules, the pooled connection) is not counted as the export's."""
+    from django.contrib.auth import get_user_model
+
+    from exports import execution as exports, files as export_files
+    from exports.models import ExportRun
+    from integrations.models import Integration, QueryRun
+    from profiles.models import Profile
+    from runs.models import FINAL_STATUSES
+
+    from .queued import WorkerGone
+
+    if not services.alive("worker"):
+        services.start_worker({**os.environ, "CREDTOOL_LOG_LEVEL": "INFO"})
+        services.wait_worker()
+    pid = services.pid("worker")
+    assert pid is not None
+    integration = Integration.objects.get(pk=app.static_id)
+    profile = Profile.objects.default()
+    user = get_user_model().objects.get(username=BENCH_USER)
+
+    def export(rows: int) -> tuple[ExportRun, float, int]:
+        sql = f"select g, 'row ' || g as label, g * 0.5 as half from generate_series(1, {rows}) g"
+        # The run as the console records a result cut at the row cap; Download CSV exports it.
+        run = QueryRun.objects.create(
+            integration=integration, configuration=integration.configuration_for(profile), profile=profile,
+            user=user, sql=sql, status="succeeded", results=[{"statement": sql, "columns": ["g", "label", "half"],
+                                                             "rows": [], "row_count": 0, "truncated": True}])
+        started = time.perf_counter()
+        job = exports.submit(run, 1, "csv", user)
+        sampled = 0
+        while True:
+            sampled = max(sampled, _worker_kb(pid, "VmRSS"))
+            status = ExportRun.objects.filter(pk=job.pk).values_list("status", flat=True).get()
+            if status in FINAL_STATUSES:
+                break
+            if not services.alive("worker"):
+                raise WorkerGone("the worker exited during export_csv_1m")
+            time.sleep(0.01)
+        wall_ms = (time.perf_counter() - started) * 1000
+        job.refresh_from_db()
+        if job.status != "succeeded" or job.rows_written != rows:
+            raise RuntimeError(f"export {job.pk} {job.status} with {job.rows_written} rows: {job.error}")
+        return job, wall_ms, sampled
+
+    fresh_kb = _worker_kb(pid, "VmRSS")
+    warm, _, _ = export(20_000)
+    export_files.remove(warm.file_path)
+    time.sleep(0.5)
+    idle_kb = _worker_kb(pid, "VmRSS")
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as handle:
+            handle.write("5")  # VmHWM back to the current RSS
+        hwm_reset = True
+    except OSError:
+        hwm_reset = False
+    job, wall_ms, sampled_kb = export(EXPORT_ROWS)
+    peak_kb = _worker_kb(pid, "VmHWM") if hwm_reset else sampled_kb
+    size = job.size_bytes or 0
+    export_files.remove(job.file_path)
+    headline = {
+        "rows": job.rows_written, "wall_ms": round(wall_ms, 1), "worker_ms": round(job.duration_ms or 0, 1),
+        "rows_per_s": round(job.rows_written / (wall_ms / 1000)), "file_mb": round(size / 1024 / 1024, 1),
+        "idle_rss_mb": round(idle_kb / 1024, 1), "peak_over_idle_mb": round((peak_kb - idle_kb) / 1024, 2),
+    }
+    print(f"bench: export_csv_1m: {headline['rows']:,} rows, {headline['file_mb']} MB of CSV in "
+          f"{headline['wall_ms'] / 1000:.2f} s (worker {headline['worker_ms'] / 1000:.2f} s); worker RSS idle "
+          f"{headline['idle_rss_mb']} MB, peak +{headline['peak_over_idle_mb']} MB", flush=True)
+    return headline, {
+        "peak_from": "VmHWM after clear_refs" if hwm_reset else "VmRSS sampled every 10 ms",
+        "sampled_peak_over_idle_mb": round((sampled_kb - idle_kb) / 1024, 2),
+        "fresh_worker_rss_mb": round(fresh_kb / 1024, 1),
+        "sql": "select g, 'row ' || g as label, g * 0.5 as half from generate_series(1, 1000000) g",
+    }
+
+
 # --- queued cases -----------------------------------------------------------------
 
 def queued_cases(cfg: Config, services: Services, app: App) -> tuple[dict, dict]:
@@ -579,6 +676,9 @@ def targets(results: dict) -> dict[str, dict]:
         # Bounded: cut at the cap, and far less memory than reading the whole table.
         "large_result cut at the cap, memory bounded": (
             large and large["rows_kept"], lambda v: v == 1000 and large["truncated"] and large["peak_rss_mb"] < 64),
+        # Streamed to the file: the worker's memory stays within a few MB of its idle size.
+        "export_csv_1m worker peak over idle <= 8 MB": (
+            (results.get("export_csv_1m") or {}).get("peak_over_idle_mb"), lambda v: v <= 8),
     }
     return {name: {"value": value, "met": None if value is None else bool(check(value))}
             for name, (value, check) in checks.items()}
