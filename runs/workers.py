@@ -72,6 +72,7 @@ class Coverage:
 
     every: bool = False
     keys: frozenset[str] = frozenset()
+    workers: int = 0  # live worker processes, whatever they serve
 
     def covers(self, profile_key: str | None) -> bool:
         return self.every or (profile_key is not None and profile_key in self.keys)
@@ -89,11 +90,31 @@ class Coverage:
 def live_coverage() -> Coverage:
     every = False
     keys: set[str] = set()
+    workers = 0
     for every_profile, profile_keys in WorkerHeartbeat.objects.filter(
             expires_at__gt=timezone.now()).values_list("every_profile", "profile_keys"):
         every = every or every_profile
         keys.update(profile_keys)
-    return Coverage(every, frozenset(keys))
+        workers += 1
+    return Coverage(every, frozenset(keys), workers)
+
+
+NO_WORKER_MESSAGE = ("No worker is running: runs wait as Queued until one starts. `make run` starts one beside "
+                     "the web server; or start one with `.venv/bin/python -m celery -A credtool worker`.")
+
+# The pages with something that runs on a worker (a query, a workflow, Test connection, a
+# credentials preview), by URL name: base.html shows NO_WORKER_MESSAGE on them when no worker is up.
+PAGES_THAT_RUN = frozenset({
+    "integrations:detail", "integrations:run", "integrations:create", "integrations:edit",
+    "integrations:configuration_create", "integrations:configuration_edit",
+    "workflows:detail", "workflows:run_detail",
+})
+
+
+def any_worker_running() -> bool:
+    """A heartbeat that has not expired (a worker renews it every few seconds; it expires after
+    ``RUN_LEASE_S``, 30 s): one query on a table of a row per worker, cheap on every page that runs things."""
+    return WorkerHeartbeat.objects.filter(expires_at__gt=timezone.now()).exists()
 
 
 def unserved_message(run: BackgroundRun) -> str:
@@ -101,10 +122,11 @@ def unserved_message(run: BackgroundRun) -> str:
     if run.status != RunStatus.QUEUED:
         return ""
     profile = run.profile or Profile.objects.default()
-    if live_coverage().covers(profile.key if profile is not None else None):
+    coverage = live_coverage()
+    if coverage.covers(profile.key if profile is not None else None):
         return ""
-    if profile is None:
-        return "No worker is running: start one (`make run` starts one beside the web server)."
+    if profile is None or not coverage.workers:
+        return NO_WORKER_MESSAGE
     return (f"No worker serves the {profile.name} profile: start one with "
             f"CREDTOOL_WORKER_PROFILES={profile.key}, or without it to serve every profile.")
 
