@@ -29,6 +29,12 @@
   setInterval(tick, 100);
   document.addEventListener("htmx:afterSwap", tick);
 
+  // An answer shown where a button asked for it (Test connection) is scrolled into view if needed.
+  document.addEventListener("htmx:afterSettle", function (event) {
+    var box = event.target.closest && event.target.closest("[data-keep-in-view]");
+    if (box && box.textContent.trim()) box.scrollIntoView({block: "nearest"});
+  });
+
   // A failed request (server down, 500) must not leave a spinner turning forever.
   document.addEventListener("htmx:responseError", function (event) {
     showRequestError("The server answered " + event.detail.xhr.status + ". Try again.", event);
