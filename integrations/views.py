@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from audit.log import record_event
 from runs import lifecycle
+from runs.recent import recent_page
 from workflows import runner as workflow_runner
 from workflows.models import Step, Workflow, WorkflowRun
 
@@ -247,10 +248,11 @@ def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _detail_context(request: HttpRequest, integration: Integration, form: Any,
                     run: QueryRun | None = None) -> dict[str, Any]:
-    recent = (runs_for(request.user).filter(integration=integration).select_related("user", "profile")
-              .defer("results")[: settings.QUERY_RECENT_RUNS])
+    recent = recent_page(runs_for(request.user).filter(integration=integration).select_related("user", "profile")
+                         .defer("results"), request.GET.get("before"), settings.QUERY_RECENT_RUNS)
     profiles = list(profiles_for(request.user, integration))
-    context = {"integration": integration, "form": form, "run": run, "recent_runs": recent, "profiles": profiles,
+    context = {"integration": integration, "form": form, "run": run, "recent_runs": recent.runs,
+               "recent": recent, "profiles": profiles,
                "chosen_profile": _last_profile(request, integration, profiles)}
     if request.user.has_perm("integrations.change_integration"):
         context["configurations"] = integration.configurations.prefetch_related("profiles").select_related(

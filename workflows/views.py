@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from audit.log import record_event
 from runs import lifecycle
+from runs.recent import recent_page
 
 from . import access, editing, runner, schedules
 from .forms import (PARAM_PREFIX, STEP_PREFIX, ParameterFormSet, RunForm, StepFormSet, WorkflowForm,
@@ -149,9 +150,10 @@ def workflow_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _detail_context(request: HttpRequest, workflow: Workflow, run: WorkflowRun | None = None,
                     run_form: RunForm | None = None) -> dict:
-    recent = (access.runs_for(request.user).filter(workflow=workflow).select_related("user", "profile")
-              .defer("output")[:15])
-    return {"workflow": workflow, "run": run, "recent_runs": recent, "sees_steps": access.sees_steps(request.user),
+    recent = recent_page(access.runs_for(request.user).filter(workflow=workflow).select_related("user", "profile")
+                         .defer("output"), request.GET.get("before"))
+    return {"workflow": workflow, "run": run, "recent_runs": recent.runs, "recent": recent,
+            "sees_steps": access.sees_steps(request.user),
             "run_form": run_form or _run_form(request, workflow), "schedule": schedules.reading(workflow.schedule)}
 
 
