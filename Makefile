@@ -64,7 +64,7 @@ run: $(VENV)/.runtime system-packages migrate
 
 # The fetched-credentials flow, seeded: local Secrets Manager (moto), a throwaway PostgreSQL, app and worker.
 demo: $(VENV)/.dev system-packages
-	$(PY) -m devtools.demo
+	PORT=$(PORT) $(PY) -m devtools.demo
 
 # Side-by-side figures (p50/p95) printed as a table and written to bench/results.json.
 bench: $(VENV)/.dev system-packages

@@ -97,6 +97,22 @@ def wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout:g} s")
 
 
+def wait_for_worker(timeout: float = 120) -> None:
+    """Until the worker is ready, so that the login line printed next comes after its startup banner
+    instead of being scrolled away by it: a ready worker writes its heartbeat row (``runs.workers``)."""
+    from django.utils import timezone
+
+    from runs.models import WorkerHeartbeat
+
+    deadline = time.monotonic() + timeout
+    while not WorkerHeartbeat.objects.filter(expires_at__gt=timezone.now()).exists():
+        if time.monotonic() > deadline:
+            print("The worker did not start: queries will wait as Queued (see its log above).", flush=True)
+            return
+        time.sleep(0.2)
+    time.sleep(1)  # its "ready." line is logged beside the heartbeat: let it go first
+
+
 def seed_database(superuser_url: str, password: str, *, database: str = "shop", role: str = "shop_app",
                   orders: int = 250, customers: str = "'Ada Lovelace', 'Grace Hopper', 'Alan Turing', "
                                                        "'Edsger Dijkstra', 'Barbara Liskov'") -> None:
@@ -223,6 +239,7 @@ def main() -> None:
         processes.append(subprocess.Popen(
             [sys.executable, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"], cwd=ROOT))
         wait_http(f"http://127.0.0.1:{web_port}/accounts/login/")
+        wait_for_worker()
         print(f"""
   credtool demo is up: http://127.0.0.1:{web_port}/   (log in as {DEMO_USER} / {DEMO_PASSWORD})
 
