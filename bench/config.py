@@ -28,7 +28,7 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-GROUPS = ("queries", "kinds", "steps", "pacing", "large", "queued")
+GROUPS = ("queries", "kinds", "steps", "pacing", "large", "schema", "queued")
 
 
 def _groups(raw: str) -> frozenset[str]:

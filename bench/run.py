@@ -161,6 +161,12 @@ def run(cfg: Config, services: Services) -> dict[str, Any]:
         results["large_result"], detail["large_result"] = large_result(cfg, app, target)
         print("bench: large result done", flush=True)
 
+    if group("schema"):
+        from .schema_load import schema_group
+
+        results["schema_load"], detail["schema_load"] = schema_group(cfg, target, BENCH_USER)
+        print("bench: schema load done", flush=True)
+
     if group("queued"):
         queued, detail["throughput"] = queued_cases(cfg, services, app)
         results.update(queued)
@@ -191,6 +197,8 @@ NOTES = {
     "api_workflow_trivial": "POST /api/v1/workflows/trivial/run (one `return 1` step) with a bearer token, "
                             "until its 200 answer (the API waits for the run)",
     "api_query": "POST /api/v1/integrations/<bench static>/query with select 1, until its 200 answer",
+    "schema_load": "a database of 2,000 tables of 8 columns: the worker's schema read (pg_catalog through the "
+                   "query's path, stored), then the Schema panel and the JSON it lists from (and completion reads)",
     "throughput": "closed loop: each client waits for its run (or no-op) before sending the next",
     "breakdown.static_app_connection_kept": "static, but the app database connection stays open between runs",
     "breakdown.static_credentials_and_query": "with_credentials + Postgres.run_query, without the run row",

@@ -64,6 +64,9 @@ def chart_config(raw: str | None) -> dict[str, Any] | None:
 class SaveQueryForm(forms.ModelForm):
     """**Save query** beside Run query (prefix "save"): the text is the console's own Query field."""
 
+    # Its fields sit in the console's form: a required Query name would stop Run query itself.
+    use_required_attribute = False
+
     class Meta:
         model = SavedQuery
         fields = ["name", "description", "shared"]

@@ -38,13 +38,15 @@ def has_schema(integration: Integration) -> bool:
 
 
 def latest(integration: Integration, profile: Profile) -> SchemaRead | None:
-    """The newest read for the integration and profile, whatever its state."""
-    return SchemaRead.objects.filter(integration=integration, profile=profile).first()
+    """The newest read for the integration and profile, whatever its state (without the schema itself)."""
+    return SchemaRead.objects.filter(integration=integration, profile=profile).defer("schema").first()
 
 
-def cached(integration: Integration, profile: Profile) -> SchemaRead | None:
-    """The newest read that succeeded: what the panel shows while a refresh runs."""
-    return SchemaRead.objects.filter(integration=integration, profile=profile, status=RunStatus.SUCCEEDED).first()
+def cached(integration: Integration, profile: Profile, *, with_schema: bool = False) -> SchemaRead | None:
+    """The newest read that succeeded: what the panel shows while a refresh runs. The schema itself
+    (up to a megabyte for thousands of tables) is loaded only when asked for."""
+    reads = SchemaRead.objects.filter(integration=integration, profile=profile, status=RunStatus.SUCCEEDED)
+    return (reads if with_schema else reads.defer("schema")).first()
 
 
 def submit(integration: Integration, profile: Profile, user: AbstractBaseUser | None) -> SchemaRead:
@@ -112,12 +114,3 @@ def _flag(value: Any) -> bool:
 
 def table_count(schema: dict[str, Any]) -> int:
     return sum(len(s["tables"]) for s in schema.get("schemas", []))
-
-
-def table_of(schema: dict[str, Any], schema_name: str, table_name: str) -> dict[str, Any] | None:
-    for s in schema.get("schemas", []):
-        if s["name"] == schema_name:
-            for t in s["tables"]:
-                if t["name"] == table_name:
-                    return t
-    return None

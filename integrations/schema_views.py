@@ -1,5 +1,5 @@
-"""The console's Schema panel: the tree (read by a worker, see schema.py), its lazily loaded
-columns, the JSON completion reads, and **Refresh schema**. Whoever may query an integration
+"""The console's Schema panel: its state (read by a worker, see schema.py), the JSON that it
+lists and completion reads, and **Refresh schema**. Whoever may query an integration
 under a profile may read its schema under it; for anyone else it does not exist (404)."""
 from __future__ import annotations
 
@@ -61,20 +61,8 @@ def refresh_schema(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @permission_required("integrations.run_query", raise_exception=True)
-def schema_columns(request: HttpRequest, pk: int) -> HttpResponse:
-    """One table's columns, loaded when its row is opened: thousands of tables stay light."""
-    integration, profile = _target(request, pk, request.GET.get("profile"))
-    read = schema.cached(integration, profile)
-    table = schema.table_of(read.schema, request.GET.get("schema", ""), request.GET.get("table", "")) if read else None
-    if table is None:
-        raise Http404("No such table in the schema as last read.")
-    return render(request, "integrations/_schema_columns.html", {"table": table})
-
-
-@require_GET
-@permission_required("integrations.run_query", raise_exception=True)
 def schema_json(request: HttpRequest, pk: int) -> JsonResponse:
     """What the editor completes from: the schema as last read (empty until one is)."""
     integration, profile = _target(request, pk, request.GET.get("profile"))
-    read = schema.cached(integration, profile)
+    read = schema.cached(integration, profile, with_schema=True)
     return JsonResponse(read.schema if read else {"schemas": [], "truncated": False})

@@ -19,7 +19,6 @@ urlpatterns = [
     path("<int:pk>/query/", views.run_query, name="run_query"),
     path("<int:pk>/schema/", schema_views.schema_panel, name="schema"),
     path("<int:pk>/schema/refresh/", schema_views.refresh_schema, name="refresh_schema"),
-    path("<int:pk>/schema/columns/", schema_views.schema_columns, name="schema_columns"),
     path("<int:pk>/schema.json", schema_views.schema_json, name="schema_json"),
     path("<int:pk>/draft/", saved_query_views.save_draft, name="save_draft"),
     path("<int:pk>/saved/", saved_query_views.saved_query_list, name="saved_queries"),

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -23,11 +24,12 @@ from workflows.models import Step, Workflow, WorkflowRun
 
 from profiles.models import Profile
 
-from . import binding_preview, configuration, execution, kinds
+from . import binding_preview, configuration, execution, kinds, saved_queries, schema
 from .access import integrations_for, profiles_for, runs_for
 from .forms import ConfigurationForm, IntegrationForm, request_form_class
 from .kinds.cells import cell_text
 from .models import Configuration, ConnectionCheck, Integration, QueryRun
+from .saved_queries import SaveQueryForm
 
 
 def _can(perm: str):
@@ -242,8 +244,20 @@ def connection_check(request: HttpRequest, pk: int) -> HttpResponse:
 @_can("integrations.view_integration")
 def integration_detail(request: HttpRequest, pk: int) -> HttpResponse:
     integration = get_object_or_404(integrations_for(request.user), pk=pk)
-    form = request_form_class(integration.kind_impl)()
-    return render(request, "integrations/integration_detail.html", _detail_context(request, integration, form))
+    opened = None
+    initial: dict[str, Any] = {}
+    if integration.kind_impl.editor == "sql":
+        # A saved query opened from Saved queries, else what the user last typed here.
+        if request.GET.get("saved", "").isdigit():
+            opened = get_object_or_404(saved_queries.visible(request.user, integration), pk=request.GET["saved"])
+            initial["sql"] = opened.text
+        else:
+            initial["sql"] = saved_queries.draft_text(request.user, integration)
+    form = request_form_class(integration.kind_impl)(initial=initial)
+    context = _detail_context(request, integration, form)
+    context["opened"] = opened
+    context["can_update"] = opened is not None and saved_queries.may_change(request.user, opened)
+    return render(request, "integrations/integration_detail.html", context)
 
 
 def _detail_context(request: HttpRequest, integration: Integration, form: Any,
@@ -253,7 +267,12 @@ def _detail_context(request: HttpRequest, integration: Integration, form: Any,
     profiles = list(profiles_for(request.user, integration))
     context = {"integration": integration, "form": form, "run": run, "recent_runs": recent.runs,
                "recent": recent, "profiles": profiles,
-               "chosen_profile": _last_profile(request, integration, profiles)}
+               "chosen_profile": _last_profile(request, integration, profiles),
+               "has_schema": schema.has_schema(integration)}
+    if integration.kind_impl.editor == "sql" and request.user.has_perm("integrations.run_query"):
+        context["saved_queries"] = saved_queries.listed(request.user, integration)
+        context["save_form"] = SaveQueryForm(prefix="save", integration=integration)
+        context["draft_url"] = reverse("integrations:save_draft", args=[integration.pk])
     if request.user.has_perm("integrations.change_integration"):
         context["configurations"] = integration.configurations.prefetch_related("profiles").select_related(
             "credentials_workflow")

@@ -24,6 +24,7 @@ import { autocompletion, completionKeymap, closeBrackets, closeBracketsKeymap } 
 import { search, searchKeymap, highlightSelectionMatches } from "@codemirror/search";
 import { sql, PostgreSQL, MySQL, StandardSQL } from "@codemirror/lang-sql";
 import { python } from "@codemirror/lang-python";
+import { schemaData } from "./schema.js";
 
 const DIALECTS = { postgres: PostgreSQL, mysql: MySQL, sql: StandardSQL };
 
@@ -185,10 +186,9 @@ function loadSchema(box, view, language) {
   let url = box.dataset.schemaUrl;
   const profile = box.dataset.profileSelect ? document.querySelector(box.dataset.profileSelect) : null;
   if (profile) url += "?profile=" + encodeURIComponent(profile.value);
-  fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
-    .then((response) => (response.ok ? response.json() : null))
-    .then((schema) => { if (schema) view.dispatch({ effects: language.reconfigure(languageFor(box, schema)) }); })
-    .catch(() => {});
+  schemaData(url).then((schema) => {
+    if (schema) view.dispatch({ effects: language.reconfigure(languageFor(box, schema)) });
+  });
 }
 
 function csrfToken() {

@@ -3,11 +3,12 @@
 import { enhanceEditors } from "./editor.js";
 import { enhanceGrids } from "./grid.js";
 import { enhanceCharts } from "./chart.js";
-import { listenToSchemaPanels } from "./schema.js";
+import { enhanceSchemaPanels, listenToSchemaPanels } from "./schema.js";
 import { listenForCharts } from "./saved.js";
 
 function enhance(root) {
   enhanceEditors(root);
+  enhanceSchemaPanels(root);
   enhanceGrids(root);
   enhanceCharts(root);
 }
