@@ -243,7 +243,9 @@ function draw(view) {
       color: colors.ink,
       scales: {
         x: { ...axis, ...xScale, title: { display: true, text: x, color: colors.muted } },
-        y: { ...axis, type: "linear", beginAtZero: type === "bar" },
+        // One series is named on its axis; several, in the legend.
+        y: { ...axis, type: "linear", beginAtZero: type === "bar",
+          title: { display: series.length === 1, text: y[0], color: colors.muted } },
       },
       plugins: { legend: { display: series.length > 1, labels: { color: colors.ink } } },
     },

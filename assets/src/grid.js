@@ -2,8 +2,9 @@
 //
 // templates/integrations/_query_run.html renders each statement's rows as a plain <table class="result">
 // that works without this script. The server marks the cells (integrations/templatetags/cells.py):
-// numeric columns have class "num" on their <th> and cells, NULL is <td class="null">, a cell over
-// 80 characters is <td class="long">. Here each header becomes a sort button (ascending, then
+// the cells of a numeric column have class "num", NULL is <td class="null">, a cell over 80
+// characters is <td class="long">. Here a numeric column's header gets "num" too (right-aligned
+// like its numbers), NULL its title, and each header becomes a sort button (ascending, then
 // descending, then the original order; NULLs last both ways), a Filter box above the table hides
 // the rows whose cells do not contain its text, and a long cell expands on click or Enter.
 // gridOf(table) is the grid's state for the Chart tab (assets/src/chart.js): its columns and the
@@ -30,11 +31,16 @@ export function gridOf(table) {
 function attach(table) {
   const tbody = table.tBodies[0];
   const headers = Array.from(table.tHead.rows[0].cells).slice(1); // the first is the row number
+  // The "No rows." row is not a row of the result.
+  const rows = Array.from(tbody.rows).filter((row) => !row.classList.contains("no-rows"));
   const grid = {
     table,
-    columns: headers.map((th) => ({ name: th.textContent, numeric: th.classList.contains("num") })),
-    // The "No rows." row is not a row of the result.
-    rows: Array.from(tbody.rows).filter((row) => !row.classList.contains("no-rows")),
+    rows,
+    // The server marks every cell of a numeric column, NULLs included: the first row tells.
+    columns: headers.map((th, i) => ({
+      name: th.textContent,
+      numeric: rows.length > 0 && rows[0].cells[i + 1].classList.contains("num"),
+    })),
     sort: { column: -1, direction: "none" },
     query: "",
     count: null,
@@ -47,6 +53,8 @@ function attach(table) {
   };
   if (!grid.rows.length) return grid;
   gridCount += 1;
+  grid.columns.forEach((column, i) => headers[i].classList.toggle("num", column.numeric));
+  tbody.querySelectorAll("td.null").forEach((td) => { td.title = "NULL (no value)"; });
 
   headers.forEach((th, index) => {
     const button = document.createElement("button");

@@ -51,9 +51,9 @@ class GridColumn:
 @dataclass(frozen=True)
 class GridCell:
     text: str
-    # Space-separated classes for the <td>: "null", "num", "long".
+    # Space-separated classes for the <td>: "null", "num", "long". The grid script reads a
+    # column's "num" from its cells (headers stay plain <th>name</th>).
     classes: str
-    null: bool
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,10 @@ def grid_filter(result: dict[str, Any]) -> Grid:
         for i, value in enumerate(row):
             num = numeric[i] if i < len(numeric) else False
             if value is None:
-                cells.append(GridCell("NULL", "null num" if num else "null", True))
+                cells.append(GridCell("NULL", "null num" if num else "null"))
                 continue
             text = cell_text(value)
             classes = "num" if num else ("long" if len(text) > LONG_CELL_CHARS else "")
-            cells.append(GridCell(text, classes, False))
+            cells.append(GridCell(text, classes))
         grid_rows.append(cells)
     return Grid([GridColumn(name, num) for name, num in zip(names, numeric)], grid_rows)

@@ -13,13 +13,14 @@ from tests.e2e.steps import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
-# qty is integer (JSON numbers), price numeric (text such as "120.50"): both must sort as numbers,
-# which "1, 10, 9, 100" and "1000.00, 120.50, 2.50, 99.00" would not do as text.
+# qty is integer (JSON numbers), price numeric (text such as "12.25"): both must sort as numbers,
+# which text does not ("1, 10, 100, 9"), even compared digit run by digit run ("12.3" before
+# "12.25", "-99.00" after "2.50").
 ORDERS = """select * from (values
   ('apple', 1, 2.50::numeric, 'NULL'),
-  ('pear', 10, 120.50, null),
-  ('plum', 9, 99.00, 'ripe'),
-  ('fig', 100, 1000.00, 'dried'),
+  ('pear', 10, 12.25, null),
+  ('plum', 9, -99.00, 'ripe'),
+  ('fig', 100, 12.3, 'dried'),
   ('kiwi', null, null, 'none yet')
 ) t(item, qty, price, note)"""
 
@@ -81,9 +82,9 @@ def test_numeric_columns_sort_as_numbers_nulls_last_and_return_to_the_original_o
     # The row numbers stay the rows' own, whatever the order.
     assert column(result, 0) == ["1", "2", "3", "4", "5"]
 
-    # numeric comes as text ("120.50") and still sorts as a number.
+    # numeric comes as text ("12.25") and still sorts as a number.
     result.get_by_role("button", name="price").click()
-    assert column(result, 3) == ["2.50", "99.00", "120.50", "1000.00", "NULL"]
+    assert column(result, 3) == ["-99.00", "2.50", "12.25", "12.3", "NULL"]
     expect(qty).not_to_have_attribute("aria-sort", "descending")
     # Text sorts as text: a click on another column sorts by it alone.
     result.get_by_role("button", name="item").click()
@@ -110,7 +111,7 @@ def test_filter_narrows_the_rows_and_says_how_many(logged_in_page: Page, integra
     result.get_by_label("Filter").fill("P")  # apple, pear, plum: case does not matter
     expect(count).to_have_text("3 of 5 rows")
     assert column(result, 1) == ["apple", "pear", "plum"]
-    result.get_by_label("Filter").fill("120.5")  # any cell of the row
+    result.get_by_label("Filter").fill("12.25")  # any cell of the row
     expect(count).to_have_text("1 of 5 rows")
     assert column(result, 1) == ["pear"]
     result.get_by_label("Filter").fill("no such thing")
@@ -254,6 +255,10 @@ def test_the_chart_tab_draws_a_bar_chart_of_the_guessed_columns(logged_in_page: 
     assert page.evaluate("window.chartChanges")[-1] == expected
     assert json.loads(result.get_attribute("data-chart-config")) == expected
     assert painted_pixels(canvas) > 500
+    panel.get_by_label("Chart type").select_option("scatter")  # on a text X: one point per item
+    assert page.evaluate("window.chartChanges")[-1] == {"type": "scatter", "x": "item", "y": ["qty"]}
+    assert painted_pixels(canvas, accent(page)) > 30
+    panel.get_by_label("Chart type").select_option("line")
 
     # The chart draws the rows the table shows: filtered, it says so.
     result.get_by_role("tab", name="Table").click()
