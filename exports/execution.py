@@ -90,7 +90,13 @@ def execute(export_id: int) -> None:
     integration = run.integration
     configuration = run.configuration or integration.configuration_for(export.profile)
     statement = exported_statement(run, export.statement_number) or ""
-    path, fd = files.create(export.pk, export.format)
+    try:
+        path, fd = files.create(export.pk, export.format)
+    except OSError as exc:  # a full or unwritable disk: say so rather than leave it to the lease
+        log.error("export %s: cannot create its file (%s)", export_id, exc)
+        lifecycle.finish(ExportRun, export_id, RunStatus.FAILED,
+                         error=f"The worker could not create the export's file ({exc.strerror or type(exc).__name__}).")
+        return
     ExportRun.objects.filter(pk=export_id).update(file_path=str(path))
     token = CancelToken()
     started = time.perf_counter()
