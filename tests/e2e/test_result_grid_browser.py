@@ -303,7 +303,10 @@ def test_screenshots_at_1280_and_390_wide(logged_in_page: Page, integration):
         result.get_by_role("button", name="qty").click()
         result.get_by_role("button", name="qty").click()
         assert result.bounding_box()["x"] + result.bounding_box()["width"] <= width
+        page.mouse.move(0, 0)  # no hover in the pictures
+        result.locator("td.long").click()
         page.screenshot(path=f"/tmp/grid-{width}.png", full_page=True)
+        result.screenshot(path=f"/tmp/grid-result-{width}.png")
         page.emulate_media(color_scheme="dark")
         page.screenshot(path=f"/tmp/grid-dark-{width}.png", full_page=True)
         page.emulate_media(color_scheme="light")
