@@ -9,6 +9,7 @@ import json
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from integrations.templatetags.cells import numeric_column
 from tests.e2e.steps import finished_run
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -90,6 +91,16 @@ def test_numeric_columns_sort_as_numbers_nulls_last_and_return_to_the_original_o
     result.get_by_role("button", name="item").click()
     assert column(result, 1) == ["apple", "fig", "kiwi", "pear", "plum"]
     expect(result.get_by_role("columnheader", name="price")).not_to_have_attribute("aria-sort", "ascending")
+
+
+def test_a_column_is_numeric_when_every_cell_but_null_is_a_number():
+    """The rule the grid sorts and aligns by (cells as PostgreSQL and MySQL print them)."""
+    assert numeric_column([1, "120.50", "-3", "1e+20", ".5", None, "NaN", "-Infinity"])
+    assert not numeric_column([1, "$12.50"])  # money is text
+    assert not numeric_column([True, False])  # booleans, though ints in Python
+    assert not numeric_column([None, None])
+    assert not numeric_column(["NaN"])  # not one number in it
+    assert not numeric_column(["1", ""])
 
 
 def test_numbers_are_right_aligned_and_the_row_number_column_is_narrow(logged_in_page: Page, integration):
