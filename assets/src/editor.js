@@ -94,6 +94,13 @@ function languageFor(box, schema) {
   return sql({ dialect: DIALECTS[kind] || StandardSQL, schema: namespace, defaultSchema, upperCaseKeywords: false });
 }
 
+// The textarea's label names the editor (aria-label: an id cannot be referred to across the
+// shadow root), and the hidden textarea keeps no label of its own.
+function labelling(box) {
+  const label = box.labels && box.labels[0];
+  return { "aria-label": label ? label.textContent.trim() : "Code" };
+}
+
 function attach(box) {
   const language = new Compartment();
   const form = box.form;
@@ -143,10 +150,7 @@ function attach(box) {
             draftTimer = setTimeout(() => saveDraft(box), DRAFT_DELAY_MS);
           }
         }),
-        EditorView.contentAttributes.of({
-          "aria-label": box.labels && box.labels[0] ? box.labels[0].textContent.trim() : "Code",
-          "aria-multiline": "true",
-        }),
+        EditorView.contentAttributes.of({ "aria-multiline": "true", ...labelling(box) }),
       ],
     }),
   });
@@ -155,11 +159,11 @@ function attach(box) {
   box.setAttribute("tabindex", "-1");
   box.setAttribute("aria-hidden", "true");
   host.editorView = view;
-  // The label still leads to the editor.
-  if (box.id) {
-    document.querySelectorAll(`label[for="${box.id}"]`).forEach((label) =>
-      label.addEventListener("click", () => view.focus()));
-  }
+  // The label names the editor now, and still leads to it.
+  (box.labels ? [...box.labels] : []).forEach((label) => {
+    label.removeAttribute("for");
+    label.addEventListener("click", () => view.focus());
+  });
   if (box.dataset.schemaUrl) {
     loadSchema(box, view, language);
     // A read finished (the panel says so with HX-Trigger), or another profile was chosen.

@@ -58,3 +58,10 @@ def finished_run(page: Page, send: Callable[[], None], status: str = "succeeded"
     expect(run).to_have_attribute("data-status", FINAL, timeout=30_000)
     assert run.get_attribute("data-status") == status, run.inner_text()
     return run
+
+
+def htmx_settled(page: Page) -> None:
+    """Wait until htmx has no request in flight and has swapped and settled what came back: a field
+    swapped in answers its triggers only then."""
+    page.wait_for_function(
+        "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling, .htmx-added')")

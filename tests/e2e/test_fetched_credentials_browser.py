@@ -72,7 +72,7 @@ def test_the_reference_flow_end_to_end(logged_in_page: Page, postgres_secret, ta
 
     # 4. Queries: the worker fetches once and reuses the credentials.
     for _ in range(3):
-        page.get_by_label("Query").fill("select name from customers order by id")
+        page.get_by_label("Query", exact=True).fill("select name from customers order by id")
         page.get_by_role("button", name="Run query").click()
         expect(page.locator("#query-run")).to_have_attribute("data-status", "succeeded", timeout=30_000)
         expect(page.locator("#query-run")).to_contain_text("Ada Lovelace")

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e import FINAL
+from tests.e2e.steps import htmx_settled
 from workflows.models import Step, Workflow
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
@@ -34,8 +35,10 @@ def test_a_parameter_is_a_bound_value_of_an_integration_step_read_by_a_python_st
     first = page.get_by_role("group", name="Step 1")
     first.get_by_label("Step name").fill("customer")
     first.get_by_label("Step type").select_option(label="Integration")
+    htmx_settled(page)
     first.get_by_label("Integration", exact=True).select_option(label="Target (PostgreSQL)")
-    first.get_by_label("Query").fill("select name, balance from customers where name = {{params.who}}")
+    htmx_settled(page)
+    first.get_by_label("Query", exact=True).fill("select name, balance from customers where name = {{params.who}}")
 
     page.get_by_role("button", name="Add step").click()
     second = page.get_by_role("group", name="Step 2")
@@ -44,7 +47,8 @@ def test_a_parameter_is_a_bound_value_of_an_integration_step_read_by_a_python_st
     second.get_by_label("Code").fill("rows = customer.output['rows']\n"
                                      "return f\"{len(rows)} row(s)\" + (f\": {rows[0]['balance']}\" if rows else '')")
     # What was typed in step 1 survived adding step 2.
-    expect(first.get_by_label("Query")).to_have_value("select name, balance from customers where name = {{params.who}}")
+    expect(first.get_by_label("Query", exact=True)).to_have_text(
+        "select name, balance from customers where name = {{params.who}}")
     page.get_by_role("button", name="Save").first.click()
     expect(page.locator(".messages")).to_contain_text("was created")
     expect(page.locator(".step-list")).to_contain_text("Integration Target")

@@ -83,7 +83,7 @@ def save(page: Page, name: str) -> None:
 
 
 def run_query(page: Page, sql: str) -> Locator:
-    page.get_by_label("Query").fill(sql)
+    page.get_by_label("Query", exact=True).fill(sql)
     return finished_run(page, lambda: page.get_by_role("button", name="Run query").click())
 
 

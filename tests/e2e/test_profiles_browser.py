@@ -94,7 +94,7 @@ def save_says(page: Page, message: str) -> None:
 
 def run_under(page: Page, profile_name: str, sql: str = NAMES_SQL) -> Locator:
     page.get_by_label("Profile").select_option(label=profile_name)
-    page.get_by_label("Query").fill(sql)
+    page.get_by_label("Query", exact=True).fill(sql)
     run = finished_run(page, lambda: page.get_by_role("button", name="Run query").click())
     expect(run.locator(".profile-badge")).to_have_text(profile_name)
     return run

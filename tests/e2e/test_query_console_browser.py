@@ -39,7 +39,7 @@ def test_login_create_test_save_and_query(logged_in_page: Page, target_db):
     expect(page.locator(".messages")).to_contain_text("was created")
     expect(page.get_by_role("heading", name="Customers DB")).to_be_visible()
 
-    page.get_by_label("Query").fill("select id, name, balance from customers order by id")
+    page.get_by_label("Query", exact=True).fill("select id, name, balance from customers order by id")
     page.get_by_role("button", name="Run query").click()
     result = page.locator("#query-run")
     expect(result).to_have_attribute("data-status", "succeeded", timeout=20_000)
@@ -57,8 +57,8 @@ def test_ctrl_enter_runs_the_query_and_sql_errors_are_shown(logged_in_page: Page
         secrets={"password": target_db.password})
     page = logged_in_page
     page.goto(f"/integrations/{integration.pk}/")
-    page.get_by_label("Query").fill("selec 1")
-    page.get_by_label("Query").press("Control+Enter")
+    page.get_by_label("Query", exact=True).fill("selec 1")
+    page.get_by_label("Query", exact=True).press("Control+Enter")
     result = page.locator("#query-run")
     expect(result).to_have_attribute("data-status", FINAL, timeout=20_000)
     expect(result).to_contain_text('syntax error at or near "selec"')
@@ -85,7 +85,7 @@ def test_cancel_shows_cancelled(logged_in_page: Page, target_db, user):
         secrets={"password": target_db.password})
     page = logged_in_page
     page.goto(f"/integrations/{integration.pk}/")
-    page.get_by_label("Query").fill("select pg_sleep(60)")
+    page.get_by_label("Query", exact=True).fill("select pg_sleep(60)")
     page.get_by_role("button", name="Run query").click()
     result = page.locator("#query-run")
     expect(result).to_have_attribute("data-status", "running", timeout=10_000)
