@@ -146,12 +146,16 @@ function buildChartPanel(view, id) {
   view.yBoxes.addEventListener("change", changed);
 }
 
-// X: the first non-numeric column, or the first column; Y: the other numeric columns (or all of
-// them, when every column is numeric and there is only one).
+// X: the first non-numeric column, or the first column; Y: the other numeric columns but keys
+// ("id", "order_id": numbers nobody charts), unless those are all there is.
+const KEY = /^id$|_id$/i;
+
 function guess(columns) {
   const x = (columns.find((c) => !c.numeric) || columns[0]).name;
   const numeric = columns.filter((c) => c.numeric).map((c) => c.name);
-  const y = numeric.filter((name) => name !== x);
+  const others = numeric.filter((name) => name !== x);
+  const measures = others.filter((name) => !KEY.test(name));
+  const y = measures.length ? measures : others;
   return { type: "bar", x, y: y.length ? y : numeric };
 }
 

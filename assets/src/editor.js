@@ -10,13 +10,13 @@
 // Content-Security-Policy (style-src 'self') refuses <style> elements but not the constructed
 // style sheets a shadow root adopts. Its theme reads the page's CSS variables, so light and
 // dark follow the page.
-import { EditorState, Compartment } from "@codemirror/state";
+import { EditorState, Compartment, Prec } from "@codemirror/state";
 import {
   EditorView, keymap, lineNumbers, highlightActiveLine, highlightActiveLineGutter, drawSelection,
   highlightSpecialChars, placeholder as placeholderText,
 } from "@codemirror/view";
 import {
-  defaultKeymap, history, historyKeymap, indentWithTab, temporarilySetTabFocusMode, simplifySelection,
+  defaultKeymap, history, historyKeymap, indentWithTab, temporarilySetTabFocusMode,
 } from "@codemirror/commands";
 import { bracketMatching, indentOnInput, syntaxHighlighting, HighlightStyle } from "@codemirror/language";
 import { tags } from "@lezer/highlight";
@@ -128,6 +128,9 @@ function attach(box) {
     state: EditorState.create({
       doc: box.value,
       extensions: [
+        // Escape: the next Tab moves focus out of the editor instead of indenting. Before every
+        // other handler (completion's too), and not the last: Escape still closes completion.
+        Prec.highest(keymap.of([{ key: "Escape", run: (v) => { temporarilySetTabFocusMode(v); return false; } }])),
         lineNumbers(), highlightActiveLineGutter(), highlightSpecialChars(), history(), drawSelection(),
         indentOnInput(), bracketMatching(), closeBrackets(), autocompletion({ activateOnTyping: true }),
         highlightActiveLine(), highlightSelectionMatches(), search({ top: true }),
@@ -135,8 +138,6 @@ function attach(box) {
         placeholderText(box.getAttribute("placeholder") || ""),
         keymap.of([
           { key: "Mod-Enter", run, preventDefault: true },
-          // Escape: Tab then moves focus out of the editor instead of indenting.
-          { key: "Escape", run: (v) => { simplifySelection(v); return temporarilySetTabFocusMode(v); } },
           ...closeBracketsKeymap, ...defaultKeymap, ...searchKeymap, ...historyKeymap, ...completionKeymap,
           indentWithTab,
         ]),

@@ -93,6 +93,8 @@ def test_tab_indents_and_escape_then_tab_leaves_the_editor(logged_in_page: Page,
     expect(page.locator("#id_sql")).to_have_value("  select")  # indented, and the form's field follows
     in_editor = "document.activeElement.classList.contains('editor-host')"  # the editor's shadow host
     assert page.evaluate(in_editor)
+    # With completion offering something as well: Escape closes it and the next Tab still leaves.
+    page.keyboard.type(" 1 as item order by item")
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")
     assert not page.evaluate(in_editor), "Escape then Tab must leave the editor"
