@@ -25,6 +25,12 @@ def _target(request: HttpRequest, pk: int, profile_key: str | None) -> tuple[Int
     return integration, get_object_or_404(profiles_for(request.user, integration), key=profile_key or "production")
 
 
+def _read(request: HttpRequest, integration: Integration, profile: Profile) -> None:
+    with transaction.atomic():  # the read and its audit event: one commit
+        read = schema.submit(integration, profile, request.user)
+        record_event(request, "read_schema", integration, run=read.pk, profile=profile.key)
+
+
 def _panel(request: HttpRequest, integration: Integration, profile: Profile) -> HttpResponse:
     read = schema.latest(integration, profile)
     if read is not None:
@@ -43,9 +49,7 @@ def schema_panel(request: HttpRequest, pk: int) -> HttpResponse:
     """The panel for the chosen profile; the first look at an integration's schema reads it."""
     integration, profile = _target(request, pk, request.GET.get("profile"))
     if schema.latest(integration, profile) is None:
-        with transaction.atomic():
-            read = schema.submit(integration, profile, request.user)
-            record_event(request, "read_schema", integration, run=read.pk, profile=profile.key)
+        _read(request, integration, profile)
     return _panel(request, integration, profile)
 
 
@@ -53,9 +57,7 @@ def schema_panel(request: HttpRequest, pk: int) -> HttpResponse:
 @permission_required("integrations.run_query", raise_exception=True)
 def refresh_schema(request: HttpRequest, pk: int) -> HttpResponse:
     integration, profile = _target(request, pk, request.POST.get("profile"))
-    with transaction.atomic():
-        read = schema.submit(integration, profile, request.user)
-        record_event(request, "read_schema", integration, run=read.pk, profile=profile.key)
+    _read(request, integration, profile)
     return _panel(request, integration, profile)
 
 

@@ -28,7 +28,7 @@ from . import binding_preview, configuration, execution, kinds, saved_queries, s
 from .access import integrations_for, profiles_for, runs_for
 from .forms import ConfigurationForm, IntegrationForm, request_form_class
 from .kinds.cells import cell_text
-from .models import Configuration, ConnectionCheck, Integration, QueryRun
+from .models import ConnectionCheck, Integration, QueryRun
 from .saved_queries import SaveQueryForm
 
 

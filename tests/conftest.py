@@ -132,6 +132,16 @@ def target_db(postgres_server_url: str) -> TargetDatabase:
 
 
 @pytest.fixture
+def orders(target_db):
+    """An ``orders`` table (id, item, qty) of the integration's user in the target database, four rows."""
+    with target_db.admin() as conn:
+        conn.execute("create table if not exists orders (id serial primary key, item text not null, qty int)")
+        conn.execute("alter table orders owner to app_user")
+        conn.execute("truncate orders restart identity")
+        conn.execute("insert into orders (item, qty) values ('apple', 3), ('pear', 15), ('plum', 8), ('fig', 1)")
+
+
+@pytest.fixture
 def integration(target_db, user):
     """A PostgreSQL integration on the target database with a stored password (Alice's)."""
     from integrations.models import Integration

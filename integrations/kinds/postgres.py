@@ -38,6 +38,7 @@ import json
 import os
 import re
 import select
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Iterator
@@ -447,7 +448,10 @@ class _Run:
         self.max_rows, self.timeout_s, self.cancel = max_rows, timeout_s, cancel
         self.connect_timeout, self.read_only = connect_timeout, read_only
 
-    def execute(self, *, fresh: bool) -> list[StatementResult]:
+    @contextmanager
+    def _session(self, *, fresh: bool) -> Iterator[Any]:
+        """A pooled connection (the lease) for this run, checked and cancellable, given back idle:
+        what a query and an export share."""
         key = f"{self.creds.fingerprint}:{self.timeout_s}:{int(self.read_only)}"
         connect = lambda: self.kind.connect(  # noqa: E731
             self.creds, connect_timeout=self.connect_timeout, timeout_s=self.timeout_s, read_only=self.read_only)
@@ -458,6 +462,19 @@ class _Run:
             if self.cancel.cancelled:
                 raise QueryCancelled()
             self.cancel.on_cancel(conn.cancel_safe)
+            try:
+                yield lease
+            finally:
+                self.cancel.on_cancel(None)
+                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        conn.close()
+
+    def execute(self, *, fresh: bool) -> list[StatementResult]:
+        with self._session(fresh=fresh) as lease:
+            conn = lease.connection
             results: list[StatementResult] = []
             cursors: list[psycopg.ServerCursor] = []
             number = 0  # the statement being run; 0 before the first and at COMMIT
@@ -483,14 +500,8 @@ class _Run:
             except psycopg.Error as exc:
                 raise self._failure(exc, number, results, watchdog) from None
             finally:
-                self.cancel.on_cancel(None)
                 for cursor in cursors:
                     _close_quietly(cursor)
-                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except psycopg.Error:
-                        conn.close()
 
     def _budget(self, results: list[StatementResult]) -> int:
         """Rows the next result may keep: the row cap, within what the run keeps in all."""
@@ -543,16 +554,8 @@ class _Export(_Run):
         self.write = write
 
     def execute(self, *, fresh: bool) -> Exported:  # type: ignore[override]
-        key = f"{self.creds.fingerprint}:{self.timeout_s}:{int(self.read_only)}"  # the queries' pool key
-        connect = lambda: self.kind.connect(  # noqa: E731
-            self.creds, connect_timeout=self.connect_timeout, timeout_s=self.timeout_s, read_only=self.read_only)
-        with _pool.connection(self.creds.integration_id, key, connect, fresh=fresh) as lease:
+        with self._session(fresh=fresh) as lease:  # the queries' pool, key and session reset
             conn = lease.connection
-            if lease.reused and _has_pending_input(conn):
-                raise _StaleConnection()
-            if self.cancel.cancelled:
-                raise QueryCancelled()
-            self.cancel.on_cancel(conn.cancel_safe)
             # The statement timeout bounds each round trip on the server (DECLARE, every FETCH), and so
             # does the worker's watchdog: a whole export may take longer than one query may.
             watchdog = deadlines.schedule(self.timeout_s + WATCHDOG_GRACE_S, conn.cancel_safe)
@@ -588,13 +591,6 @@ class _Export(_Run):
                 raise self._failure(exc, 1, [], watchdog) from None
             except psycopg.Error as exc:
                 raise self._failure(exc, 1, [], watchdog) from None
-            finally:
-                self.cancel.on_cancel(None)
-                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    try:
-                        conn.execute("ROLLBACK")
-                    except psycopg.Error:
-                        conn.close()
 
 
 def _collect(cursor: psycopg.Cursor, statement: Statement, limit: int) -> StatementResult:

@@ -11,15 +11,6 @@ from tests.e2e import FINAL
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
 
 
-@pytest.fixture
-def orders(target_db):
-    with target_db.admin() as conn:
-        conn.execute("create table if not exists orders (id serial primary key, item text not null, qty int)")
-        conn.execute("alter table orders owner to app_user")
-        conn.execute("truncate orders")
-        conn.execute("insert into orders (item, qty) values ('apple', 3), ('pear', 5), ('plum', 8)")
-
-
 def editor(page: Page):
     return page.locator(".console .cm-content")
 
@@ -74,7 +65,7 @@ def test_ctrl_enter_runs_the_selection_alone_and_the_draft_survives_a_reload(log
     page.keyboard.press("Control+Enter")
     run = page.locator("#query-run")
     expect(run).to_have_attribute("data-status", FINAL, timeout=30_000)
-    expect(run.locator("table.result")).to_contain_text("plum")
+    expect(run.locator("table.result")).to_contain_text("pear")
     expect(run).not_to_contain_text("first")
     expect(box).to_contain_text("select 1 as first;")  # the text stays as typed
 

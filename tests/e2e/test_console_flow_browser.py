@@ -18,15 +18,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True), pytest.m
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
-@pytest.fixture
-def orders(target_db):
-    with target_db.admin() as conn:
-        conn.execute("create table if not exists orders (id serial primary key, item text not null, qty int)")
-        conn.execute("alter table orders owner to app_user")
-        conn.execute("truncate orders")
-        conn.execute("insert into orders (item, qty) values ('apple', 3), ('pear', 15), ('plum', 8), ('fig', 1)")
-
-
 def finished(page: Page) -> Locator:
     run = page.locator("#query-run")
     expect(run).to_have_attribute("data-status", FINAL, timeout=30_000)

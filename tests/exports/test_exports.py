@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import stat
 from datetime import timedelta
 from pathlib import Path

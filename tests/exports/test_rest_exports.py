@@ -6,29 +6,13 @@ import io
 
 import pytest
 
-from devtools.localapi import ORDERS, LocalApi
+from devtools.localapi import ORDERS
 from exports.models import ExportRun
-from integrations.models import Integration, QueryRun
+from integrations.models import QueryRun
 from tests.conftest import wait_for_final
+from tests.integrations.test_rest import TOKEN, api, rest  # noqa: F401 (the same API and integration)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("celery_worker")]
-
-TOKEN = "tok-" + "exports-9f8e7d6c"
-
-
-@pytest.fixture
-def api():
-    server = LocalApi(secret=TOKEN)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def rest(api, user):
-    return Integration.objects.create_with_default(
-        name="Orders API", kind="rest", created_by=user, statement_timeout_s=10,
-        config={"base_url": api.url + "/", "auth": "bearer", "headers": "", "verify_tls": True},
-        secrets={"bearer_token": TOKEN})
 
 
 def recorded_run(rest, user, request: str) -> QueryRun:

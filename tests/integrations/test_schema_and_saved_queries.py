@@ -15,10 +15,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def orders(target_db):
+def big_orders(target_db, orders):
     with target_db.admin() as conn:
-        conn.execute("create table if not exists orders (id serial primary key, item text not null, qty int)")
-        conn.execute("alter table orders owner to app_user")
         conn.execute("create or replace view big_orders as select * from orders where qty > 4")
         conn.execute("alter view big_orders owner to app_user")
 
@@ -34,7 +32,8 @@ def tables(schema_json: dict) -> dict[str, dict]:
 
 
 @pytest.mark.usefixtures("celery_worker")
-def test_the_panel_reads_the_schema_once_and_refresh_reads_it_again(logged_in_client, integration, orders, target_db):
+def test_the_panel_reads_the_schema_once_and_refresh_reads_it_again(logged_in_client, integration, big_orders,
+                                                                     target_db):
     read = read_schema(logged_in_client, integration)
     assert read.status == "succeeded", read.error
     found = tables(read.schema)
