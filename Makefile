@@ -8,10 +8,11 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test demo bench assets worker web migrate system-packages browser-packages mysql-packages clean help
+.PHONY: run dev test demo bench assets worker web migrate system-packages browser-packages mysql-packages clean help
 
 help:
-	@echo "make run    - the app on http://$(HOST):$(PORT)/, its Celery worker and beat (embedded defaults)"
+	@echo "make run    - the app on http://$(HOST):$(PORT)/ (gunicorn), its Celery worker and beat (embedded defaults)"
+	@echo "make dev    - the same with Django's autoreloading server, for development"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
 	@echo "make bench  - the benchmark: bench/results.json and a table"
@@ -54,9 +55,18 @@ migrate: $(VENV)/.runtime
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py ensure_admin
 
-# The web server, a real Celery worker and beat (workflows' Schedules, read from the
-# database: no schedule file to keep); Ctrl+C stops all three.
+# The web server (gunicorn: CREDTOOL_WEB_WORKERS processes of CREDTOOL_WEB_THREADS threads; static
+# files by whitenoise), a real Celery worker and beat (workflows' Schedules, read from the database:
+# no schedule file to keep); Ctrl+C stops all three. make dev: Django's autoreloading server instead.
+WEB_SERVER = $(PY) -m gunicorn credtool.wsgi:application --bind $(HOST):$(PORT) \
+	--workers $${CREDTOOL_WEB_WORKERS:-2} --threads $${CREDTOOL_WEB_THREADS:-8} --access-logfile - --no-control-socket
 run: $(VENV)/.runtime system-packages migrate
+	@trap 'kill 0' EXIT; \
+	$(PY) -m celery -A credtool worker --loglevel=INFO & \
+	$(PY) -m celery -A credtool beat --loglevel=INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler & \
+	$(WEB_SERVER)
+
+dev: $(VENV)/.runtime system-packages migrate
 	@trap 'kill 0' EXIT; \
 	$(PY) -m celery -A credtool worker --loglevel=INFO & \
 	$(PY) -m celery -A credtool beat --loglevel=INFO --scheduler django_celery_beat.schedulers:DatabaseScheduler & \

@@ -186,17 +186,33 @@ class Throughput:
 
 
 def cpu_seconds(pid: int | str) -> float:
-    """User + system CPU seconds of one process (``"all"``: the whole machine's busy time)."""
+    """User + system CPU seconds of a process and the processes it started (a web server's
+    workers), as far as they are alive; ``"all"``: the whole machine's busy time."""
     ticks = os.sysconf("SC_CLK_TCK")
     try:
         if pid == "all":
             fields = open("/proc/stat").readline().split()[1:]
             user, nice, system, idle, iowait, irq, softirq = (int(v) for v in fields[:7])
             return (user + nice + system + irq + softirq) / ticks
-        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / ticks
     except (OSError, ValueError, IndexError):
         return 0.0
+    parents: dict[int, int] = {}
+    used: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parents[int(entry)] = int(fields[1])
+        used[int(entry)] = int(fields[11]) + int(fields[12])
+    tree, grew = {int(pid)}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(used.get(p, 0) for p in tree) / ticks
 
 
 def closed_loop(make_worker: Callable[[], Callable[[], float]], *, clients: int, warmup_s: float,

@@ -1,16 +1,36 @@
 """The benchmark's web server: ``python -m bench.web PORT``, threaded, on 127.0.0.1 only.
 
-Django's own threaded WSGI server (what ``runserver`` uses, without the autoreloader),
-serving the app unchanged. The one difference from ``make run``: queries go to the
-benchmark's queue, so a broker shared with a developer's app keeps the two apart.
+``BENCH_WEB_SERVER`` picks it: ``django`` (Django's own threaded server, what ``runserver``
+uses, without the autoreloader), ``gunicorn`` (one worker with threads) or ``granian`` (one
+worker, WSGI, blocking threads), serving the app unchanged (bench/wsgi.py). The one difference
+from ``make run``: queries go to the benchmark's queue, so a broker shared with a developer's
+app keeps the two apart.
 """
 from __future__ import annotations
 
+import os
 import sys
+
+
+THREADS = 16  # the throughput cases' clients
 
 
 def main() -> None:
     port = int(sys.argv[1])
+    server = os.environ.get("BENCH_WEB_SERVER", "django")
+    if server == "gunicorn":
+        from gunicorn.app.wsgiapp import run as gunicorn
+
+        sys.argv = ["gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                    "--threads", str(THREADS), "--log-level", "warning"]
+        gunicorn()
+        return
+    if server == "granian":
+        from granian import Granian
+
+        Granian("bench.wsgi:application", address="127.0.0.1", port=port, interface="wsgi", workers=1,
+                blocking_threads=THREADS, log_level="warning").serve()
+        return
     import django
 
     django.setup()
