@@ -1,8 +1,9 @@
 """The benchmark's web server: ``python -m bench.web PORT``, threaded, on 127.0.0.1 only.
 
-``BENCH_WEB_SERVER`` picks it: ``django`` (Django's own threaded server, what ``runserver``
-uses, without the autoreloader), ``gunicorn`` (one worker with threads) or ``granian`` (one
-worker, WSGI, blocking threads), serving the app unchanged (bench/wsgi.py). The one difference
+``BENCH_WEB_SERVER`` picks it: ``gunicorn`` (what ``make run`` serves through; one worker with
+threads), ``django`` (Django's own threaded server, what ``make dev`` uses, without the
+autoreloader) or ``granian`` (one worker, WSGI, blocking threads; installed by hand), serving the
+app unchanged (bench/wsgi.py). The one difference
 from ``make run``: queries go to the benchmark's queue, so a broker shared with a developer's
 app keeps the two apart.
 """
@@ -17,7 +18,7 @@ THREADS = 16  # the throughput cases' clients
 
 def main() -> None:
     port = int(sys.argv[1])
-    server = os.environ.get("BENCH_WEB_SERVER", "django")
+    server = os.environ.get("BENCH_WEB_SERVER", "gunicorn")
     if server == "gunicorn":
         from gunicorn.app.wsgiapp import run as gunicorn
 
