@@ -198,6 +198,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 if not DEBUG:
     # Production: HTTPS only (a proxy in front terminates TLS and sets X-Forwarded-Proto).
     SECURE_SSL_REDIRECT = env_bool("CREDTOOL_SSL_REDIRECT", True)
+    # Probes talk to the process itself, over plain HTTP: a redirect would read as "down".
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
