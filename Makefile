@@ -15,7 +15,7 @@ help:
 	@echo "make dev    - the same with Django's autoreloading server, for development"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
-	@echo "make bench  - the benchmark: bench/results.json and a table"
+	@echo "make bench  - the benchmark: a table and var/bench/results.json (PUBLISH=1: bench/results.json, the committed record)"
 	@echo "make assets - rebuild static/vendor/credtool-console.js from assets/ (needs Node.js; the result is committed)"
 
 $(VENV)/.runtime: requirements.txt
@@ -76,9 +76,10 @@ dev: $(VENV)/.runtime system-packages migrate
 demo: $(VENV)/.dev system-packages
 	PORT=$(PORT) $(PY) -m devtools.demo
 
-# Side-by-side figures (p50/p95) printed as a table and written to bench/results.json.
+# Side-by-side figures (p50/p95) printed as a table and written to var/bench/results.json; with
+# PUBLISH=1 to bench/results.json, the committed record of the last published run.
 bench: $(VENV)/.dev system-packages
-	$(PY) -m bench
+	$(if $(PUBLISH),BENCH_OUTPUT=bench/results.json) $(PY) -m bench
 
 test: $(VENV)/.dev system-packages browser-packages mysql-packages
 	$(PY) -m pytest $(PYTEST_ARGS)

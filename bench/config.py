@@ -63,5 +63,7 @@ class Config:
             app_db=_choice("BENCH_APP_DB", "sqlite", ("sqlite", "postgres")),
             groups=_groups(os.environ.get("BENCH_GROUPS", "")),
             var_dir=Path(os.environ.get("BENCH_VAR_DIR") or ROOT / "var" / "bench"),
-            output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "bench" / "results.json"),
+            # var/ (ignored by git): running the benchmark leaves the checkout clean. make bench
+            # PUBLISH=1 writes the committed record, bench/results.json, instead.
+            output=Path(os.environ.get("BENCH_OUTPUT") or ROOT / "var" / "bench" / "results.json"),
         )
