@@ -3,8 +3,9 @@
 Starts PostgreSQL (``TEST_POSTGRES_URL``, else a throwaway server), moto's server,
 a Celery worker on ``CELERY_BROKER_URL`` (else the embedded filesystem broker) and
 a web server, all on 127.0.0.1 and all stopped at the end (also on Ctrl+C); runs
-the cases; prints a table and writes ``bench/results.json``. The app's data lives
-in ``var/bench/`` (recreated on every run), never in a developer's ``var/``.
+the cases; prints a table and writes ``var/bench/results.json`` (``make bench PUBLISH=1``:
+``bench/results.json``, the committed record). The app's data lives in ``var/bench/``
+(recreated on every run), never in a developer's ``var/``.
 
 Knobs (environment):
   BENCH_SCALE=1          multiplies every iteration count (0.2 for a quick look)
