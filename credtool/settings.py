@@ -96,6 +96,12 @@ DEBUG = env_bool("CREDTOOL_DEBUG", True)
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or local_secret("django-secret.key")
 # Comma-separated Fernet keys; the first encrypts, all decrypt (so keys can rotate).
 ENCRYPTION_KEYS = env_list("CREDTOOL_ENCRYPTION_KEY", []) or [local_secret("encryption.fernet")]
+# A Redis URL shared by every worker host: fetched credentials are then cached there (encrypted
+# with the key above) and fetched once across hosts; empty: each worker process keeps its own.
+CREDENTIAL_CACHE_URL = env_str("CREDTOOL_CREDENTIAL_CACHE", "")
+if CREDENTIAL_CACHE_URL and not CREDENTIAL_CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    # Not echoed: the URL may hold Redis's password.
+    raise ImproperlyConfigured("CREDTOOL_CREDENTIAL_CACHE is not a redis://, rediss:// or unix:// URL")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])

@@ -11,15 +11,21 @@ The cache is per worker process and keyed by configuration and profile (the
 Default configuration's workflow may read a different secret for each
 profile); the worker runs a thread pool (settings), so one process = one host's
 cache, and a lock per key makes concurrent queries wait for a single workflow
-run instead of starting one each.
+run instead of starting one each. With ``CREDTOOL_CREDENTIAL_CACHE`` set,
+``SharedFetchedSource`` keeps them in Redis instead (encrypted, see
+shared_cache.py), so every worker host shares one fetch per entry, and falls
+back to the per-process cache while Redis does not answer.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol, TypeVar
+
+from django.conf import settings
 
 from credtool.masking import mask_text, secret_values
 from workflows import runner
@@ -30,6 +36,7 @@ from .kinds.base import Credentials, StageError
 from profiles.models import Profile
 
 from .models import Configuration
+from .shared_cache import LOCK_S, Entry, SharedCache, Unavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,6 +132,138 @@ class FetchedSource:
             return credentials
 
 
+# How long an entry fetched after a refusal lives for a configuration with no cache time: long enough
+# for the other hosts' retries of the same refusal to find it.
+RETRY_ENTRY_S = 60
+# How often a process waiting for another host's fetch looks for its value.
+WAIT_POLL_S = 0.05
+
+
+class SharedFetchedSource:
+    """Fetched credentials cached in Redis for every worker process and host.
+
+    The entry's key names the integration, configuration and profile and both
+    revisions, so an edit of the configuration or its workflow makes older
+    entries unreachable (Redis expires them); its lifetime is the configuration's
+    cache time. A cold entry is fetched by whoever takes its Redis lock; the
+    others wait for the value (at most the lock's life, then fetch themselves).
+    After a refused login, whoever takes the lock first replaces the entry and
+    records the refused fingerprint, so a host retrying the same refusal uses the
+    replacement: one refetch per rotation across hosts. Threads of one process
+    queue on a lock of their own before asking Redis. While Redis does not
+    answer, ``fallback`` (the per-process cache) serves.
+    """
+
+    def __init__(self, cache: SharedCache, fallback: FetchedSource) -> None:
+        self._cache = cache
+        self._fallback = fallback
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._fetching = threading.local()  # see FetchedSource: a workflow querying its own integration
+
+    def credentials_for(self, configuration: Configuration, profile: Profile | None, *,
+                        rejected: str | None = None) -> Credentials:
+        if not self._cache.available():
+            return self._fallback.credentials_for(configuration, profile, rejected=rejected)
+        key = shared_key(configuration, profile)
+        if configuration.credentials_cache_s == 0 and rejected is None:
+            return self._fetch(key, configuration, profile)  # nothing to share: fetched before every query
+        try:
+            return self._shared(key, configuration, profile, rejected)
+        except Unavailable:
+            return self._fallback.credentials_for(configuration, profile, rejected=rejected)
+
+    def _shared(self, key: str, configuration: Configuration, profile: Profile | None,
+                rejected: str | None) -> Credentials:
+        found = _usable(self._cache.get(key), rejected)
+        if found is not None:
+            return found
+        self._refuse_loop(key, configuration)
+        with self._lock_for(key):
+            deadline = time.monotonic() + LOCK_S + 2
+            while True:
+                found = _usable(self._cache.get(key), rejected)  # fetched while we waited?
+                if found is not None:
+                    return found
+                token = self._cache.lock(key)
+                if token is not None:
+                    try:
+                        found = _usable(self._cache.get(key), rejected)  # stored between our read and our lock?
+                        if found is not None:
+                            return found
+                        credentials = self._fetch(key, configuration, profile)
+                        self._store(key, configuration, credentials, rejected)
+                        return credentials
+                    finally:
+                        try:
+                            self._cache.unlock(key, token)
+                        except Unavailable:
+                            pass  # it expires
+                # Another process fetches: wait for its value, or for its lock to go (stored,
+                # failed, or its holder died and the lock expired), then look again.
+                while self._cache.locked(key) and time.monotonic() < deadline:
+                    time.sleep(WAIT_POLL_S)
+                    found = _usable(self._cache.get(key), rejected)
+                    if found is not None:
+                        return found
+                if time.monotonic() >= deadline:
+                    log.warning("shared credential cache: %s stayed locked for %s s; fetching here", key, LOCK_S)
+                    credentials = self._fetch(key, configuration, profile)
+                    self._store(key, configuration, credentials, rejected)
+                    return credentials
+
+    def _store(self, key: str, configuration: Configuration, credentials: Credentials,
+               rejected: str | None) -> None:
+        cache_s = configuration.credentials_cache_s
+        try:
+            self._cache.put(key, Entry(credentials, rejected, reusable=cache_s > 0),
+                            cache_s if cache_s > 0 else RETRY_ENTRY_S)
+        except Unavailable:
+            pass  # the credentials are good; the next query finds Redis down and uses the fallback
+
+    def _refuse_loop(self, key: str, configuration: Configuration) -> None:
+        if key in self._fetching.__dict__.setdefault("keys", set()):
+            name = configuration.credentials_workflow.name if configuration.credentials_workflow else "its workflow"
+            raise StageError("workflow", f"{name} queries the integration whose credentials it fetches: a loop "
+                                         "(an Integration step of a credentials workflow must use another integration)")
+
+    def _fetch(self, key: str, configuration: Configuration, profile: Profile | None) -> Credentials:
+        self._refuse_loop(key, configuration)
+        fetching: set[str] = self._fetching.keys
+        fetching.add(key)
+        try:
+            return fetch(configuration.credentials_workflow, stored_values(configuration),
+                         integration_id=configuration.integration_id, trigger="credentials",
+                         secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
+        finally:
+            fetching.discard(key)
+
+    def _lock_for(self, key: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+
+def _usable(entry: Entry | None, rejected: str | None) -> Credentials | None:
+    """The entry's credentials if this lookup may use them (Redis has already dropped expired ones)."""
+    if entry is None:
+        return None
+    if rejected is not None:
+        # As FetchedSource._fresh: someone replaced the refused credentials (use theirs), or
+        # refetched for this very refusal and got the same back (fetching again would not help).
+        if entry.credentials.fingerprint != rejected or entry.refetched_for == rejected:
+            return entry.credentials
+        return None
+    return entry.credentials if entry.reusable else None
+
+
+def shared_key(configuration: Configuration, profile: Profile | None) -> str:
+    """The entry's Redis key: ids, revisions and the profile key only, never a value."""
+    revision, workflow_revision = _revisions(configuration)
+    return (f"credtool:credentials:i{configuration.integration_id}:c{configuration.pk}.{revision}"
+            f":w{configuration.credentials_workflow_id or 0}.{workflow_revision}"
+            f":p{profile.key if profile is not None else ''}")
+
+
 def _revisions(configuration: Configuration) -> tuple[int, int]:
     workflow = configuration.credentials_workflow
     return configuration.revision, workflow.revision if workflow is not None else 0
@@ -185,8 +324,17 @@ static_source = StaticSource()
 fetched_source = FetchedSource()
 
 
+@functools.cache
+def _shared_source(url: str) -> SharedFetchedSource:
+    return SharedFetchedSource(SharedCache(url), fetched_source)
+
+
 def source_for(configuration: Configuration) -> CredentialSource:
-    return fetched_source if configuration.fetch_credentials else static_source
+    if not configuration.fetch_credentials:
+        return static_source
+    if settings.CREDENTIAL_CACHE_URL:
+        return _shared_source(settings.CREDENTIAL_CACHE_URL)
+    return fetched_source
 
 
 def with_credentials(configuration: Configuration, profile: Profile | None, use: Callable[[Credentials], T]) -> T:
