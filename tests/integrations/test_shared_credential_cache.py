@@ -16,12 +16,14 @@ import redis
 from django.utils import timezone
 
 from credtool.celery import app
+from integrations import shared_cache
 from integrations.credentials import shared_key
+from integrations.kinds.base import Credentials
 from integrations.models import Integration, QueryRun
 from profiles.models import Profile
 from tests.conftest import AWS_ENV, shares_the_apps_server, start_worker, stop_worker, wait_for_final
 from tests.integrations.test_fetched_credentials import BINDINGS, GET_SECRETS, secret_payload
-from workflows.models import Step, Workflow, WorkflowRun
+from workflows.models import Step, StepType, Workflow, WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
@@ -224,3 +226,48 @@ def test_redis_down_falls_back_to_the_process_cache_and_says_so_once(
         assert worker.log().count("shared credential cache unreachable") == 1
     finally:
         stop_worker(worker)
+
+
+def test_a_credentials_workflow_querying_its_own_integration_fails_instead_of_waiting_for_itself(
+        workers, shared_redis, user, target_db):
+    loop = Workflow.objects.create(name="loop")
+    looping = Integration.objects.create_with_default(
+        name="Looping", kind="postgres", created_by=user, fetch_credentials=True, credentials_workflow=loop,
+        credentials_cache_s=300, config={**BINDINGS, "host": target_db.host})
+    Step.objects.create(workflow=loop, position=0, name="row", step_type=StepType.INTEGRATION, integration=looping,
+                        code="select 1", timeout_s=30)
+    started = time.monotonic()
+    run = wait_for_final(QueryRun, send(looping, "shared_a")[0], timeout=60)
+    assert run.status == "failed" and "queries the integration whose credentials it fetches: a loop" in run.error
+    assert time.monotonic() - started < shared_cache.LOCK_S  # it never waited for its own lock
+    assert not shared_redis.keys("*:lock")
+
+
+def test_a_lock_is_released_by_its_holder_only(shared_redis):
+    cache = shared_cache.SharedCache(REDIS_URL)
+    token = cache.lock("credtool:credentials:test")
+    assert token and cache.lock("credtool:credentials:test") is None
+    cache.unlock("credtool:credentials:test", "someone-elses-token")
+    assert cache.locked("credtool:credentials:test")
+    cache.unlock("credtool:credentials:test", token)
+    assert not cache.locked("credtool:credentials:test")
+
+
+def test_after_an_outage_redis_is_asked_again_later_and_the_outage_is_logged_once(shared_redis, monkeypatch, caplog):
+    monkeypatch.setattr(shared_cache, "RETRY_AFTER_S", 0.3)
+    cache = shared_cache.SharedCache(REDIS_URL)
+    working = cache._client
+    entry = shared_cache.Entry(Credentials(1, {"password": "pw-" + str(time.time_ns())}), None, reusable=True)
+    cache.put("credtool:credentials:test", entry, 10)
+    for _ in range(2):  # two outages, one line
+        cache._client = redis.Redis.from_url(CLOSED_PORT_URL)
+        with pytest.raises(shared_cache.Unavailable):
+            cache.get("credtool:credentials:test")
+        assert not cache.available()
+        with pytest.raises(shared_cache.Unavailable):  # resting: Redis is not even asked
+            cache.get("credtool:credentials:test")
+        cache._client = working
+        time.sleep(0.35)
+        assert cache.available()
+        assert cache.get("credtool:credentials:test").credentials == entry.credentials
+    assert sum("shared credential cache unreachable" in r.getMessage() for r in caplog.records) == 1
