@@ -150,8 +150,11 @@ class SharedFetchedSource:
     After a refused login, whoever takes the lock first replaces the entry and
     records the refused fingerprint, so a host retrying the same refusal uses the
     replacement: one refetch per rotation across hosts. Threads of one process
-    queue on a lock of their own before asking Redis. While Redis does not
-    answer, ``fallback`` (the per-process cache) serves.
+    queue on a lock of their own before asking Redis, and a reusable entry read
+    from Redis is remembered in this process until Redis expires it (a Redis
+    read and a decryption cost ~0.3-0.5 ms a query; a retry after a refusal
+    always asks Redis). While Redis does not answer, ``fallback`` (the
+    per-process cache) serves.
     """
 
     def __init__(self, cache: SharedCache, fallback: FetchedSource) -> None:
@@ -160,12 +163,16 @@ class SharedFetchedSource:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._fetching = threading.local()  # see FetchedSource: a workflow querying its own integration
+        self._memo: dict[str, Entry] = {}
 
     def credentials_for(self, configuration: Configuration, profile: Profile | None, *,
                         rejected: str | None = None) -> Credentials:
+        key = shared_key(configuration, profile)
+        memo = self._memo.get(key)
+        if rejected is None and memo is not None and time.monotonic() < memo.expires_at:
+            return memo.credentials
         if not self._cache.available():
             return self._fallback.credentials_for(configuration, profile, rejected=rejected)
-        key = shared_key(configuration, profile)
         if configuration.credentials_cache_s == 0 and rejected is None:
             return self._fetch(key, configuration, profile)  # nothing to share: fetched before every query
         try:
@@ -175,20 +182,20 @@ class SharedFetchedSource:
 
     def _shared(self, key: str, configuration: Configuration, profile: Profile | None,
                 rejected: str | None) -> Credentials:
-        found = _usable(self._cache.get(key), rejected)
+        found = self._look(key, rejected)
         if found is not None:
             return found
         self._refuse_loop(key, configuration)
         with self._lock_for(key):
             deadline = time.monotonic() + LOCK_S + 2
             while True:
-                found = _usable(self._cache.get(key), rejected)  # fetched while we waited?
+                found = self._look(key, rejected)  # fetched while we waited?
                 if found is not None:
                     return found
                 token = self._cache.lock(key)
                 if token is not None:
                     try:
-                        found = _usable(self._cache.get(key), rejected)  # stored between our read and our lock?
+                        found = self._look(key, rejected)  # stored between our read and our lock?
                         if found is not None:
                             return found
                         credentials = self._fetch(key, configuration, profile)
@@ -203,7 +210,7 @@ class SharedFetchedSource:
                 # failed, or its holder died and the lock expired), then look again.
                 while self._cache.locked(key) and time.monotonic() < deadline:
                     time.sleep(WAIT_POLL_S)
-                    found = _usable(self._cache.get(key), rejected)
+                    found = self._look(key, rejected)
                     if found is not None:
                         return found
                 if time.monotonic() >= deadline:
@@ -212,14 +219,31 @@ class SharedFetchedSource:
                     self._store(key, configuration, credentials, rejected)
                     return credentials
 
+    def _look(self, key: str, rejected: str | None) -> Credentials | None:
+        """The credentials in Redis if this lookup may use them; remembered when later lookups may too."""
+        entry = self._cache.get(key)
+        found = _usable(entry, rejected)
+        if found is not None and entry is not None and entry.reusable:
+            self._remember(key, entry)
+        return found
+
     def _store(self, key: str, configuration: Configuration, credentials: Credentials,
                rejected: str | None) -> None:
         cache_s = configuration.credentials_cache_s
+        entry = Entry(credentials, rejected, reusable=cache_s > 0, expires_at=time.monotonic() + cache_s)
+        if entry.reusable:
+            self._remember(key, entry)
         try:
-            self._cache.put(key, Entry(credentials, rejected, reusable=cache_s > 0),
-                            cache_s if cache_s > 0 else RETRY_ENTRY_S)
+            self._cache.put(key, entry, cache_s if cache_s > 0 else RETRY_ENTRY_S)
         except Unavailable:
             pass  # the credentials are good; the next query finds Redis down and uses the fallback
+
+    def _remember(self, key: str, entry: Entry) -> None:
+        now = time.monotonic()
+        if len(self._memo) > 256:  # entries of old revisions: dropped once expired
+            for stale in [k for k, e in self._memo.items() if e.expires_at <= now]:
+                self._memo.pop(stale, None)
+        self._memo[key] = entry
 
     def _refuse_loop(self, key: str, configuration: Configuration) -> None:
         if key in self._fetching.__dict__.setdefault("keys", set()):

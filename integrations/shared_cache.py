@@ -61,6 +61,8 @@ class Entry:
     # False for an entry kept only so that concurrent retries after a refusal share one refetch
     # (a configuration with a cache time of 0): a plain lookup must fetch anew.
     reusable: bool
+    # When Redis drops it (this process's monotonic clock); 0 when not known.
+    expires_at: float = 0.0
 
 
 class SharedCache:
@@ -94,7 +96,7 @@ class SharedCache:
             raise Unavailable from None
 
     def get(self, key: str) -> Entry | None:
-        token = self._call(lambda: self._client.get(key))
+        token, ttl_ms = self._call(lambda: self._client.pipeline(transaction=False).get(key).pttl(key).execute())
         if token is None:
             return None
         try:
@@ -104,7 +106,8 @@ class SharedCache:
             log.warning("shared credential cache: entry %s cannot be decrypted here; fetching anew", key)
             return None
         credentials = Credentials(data["integration_id"], data["values"], hidden=tuple(data["hidden"]))
-        return Entry(credentials, data["refetched_for"], data["reusable"])
+        expires_at = time.monotonic() + ttl_ms / 1000 if ttl_ms > 0 else 0.0
+        return Entry(credentials, data["refetched_for"], data["reusable"], expires_at)
 
     def put(self, key: str, entry: Entry, ttl_s: float) -> None:
         credentials = entry.credentials
