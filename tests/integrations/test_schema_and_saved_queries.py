@@ -153,3 +153,14 @@ def test_runners_see_shared_and_their_own_and_change_only_their_own(client, djan
     assert SavedQuery.objects.get(pk=mine.pk).name == "Mine renamed"
     assert client.post(f"/integrations/{integration.pk}/saved/{mine.pk}/delete/").status_code == 302
     assert not SavedQuery.objects.filter(pk=mine.pk).exists()
+
+
+def test_drafts_saved_queries_and_the_schema_are_for_sql_integrations(logged_in_client):
+    from integrations.models import Integration
+
+    rest = Integration.objects.create_with_default(name="Orders API", kind="rest",
+                                                   config={"base_url": "https://api.example.com", "auth": "none"})
+    assert logged_in_client.post(f"/integrations/{rest.pk}/draft/", {"text": "GET /"}).status_code == 403
+    assert save(logged_in_client, rest, "Nope").status_code == 403
+    assert logged_in_client.get(f"/integrations/{rest.pk}/schema.json").status_code == 404
+    assert "Save query" not in logged_in_client.get(f"/integrations/{rest.pk}/").content.decode()
