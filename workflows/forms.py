@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import keyword
+from functools import cached_property
 from typing import Any, Callable
 
 from django import forms
@@ -171,11 +172,20 @@ class StepForm(forms.Form):
     def is_integration(self) -> bool:
         return self._current("step_type") == StepType.INTEGRATION
 
-    @property
+    @cached_property
     def editor(self) -> str:
         """The chosen integration's request editor ("sql", "http"), "" until one is chosen."""
         chosen = self._current("integration")
         return self.provider.editor(chosen) if self.provider and chosen else ""
+
+    def carried_fields(self) -> list[forms.BoundField]:
+        """The other type's (or editor's) fields, not shown but posted along hidden, so that
+        switching back finds what was typed."""
+        if not self.is_integration:
+            shown = {"code"}
+        else:
+            shown = {"integration", *{"sql": ("sql",), "http": ("method", "path", "body")}.get(self.editor, ())}
+        return [self[name] for name in ("code", "integration", "sql", "method", "path", "body") if name not in shown]
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
