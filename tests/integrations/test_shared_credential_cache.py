@@ -22,7 +22,8 @@ from integrations.kinds.base import Credentials
 from integrations.models import Integration, QueryRun
 from profiles.models import Profile
 from tests.conftest import AWS_ENV, shares_the_apps_server, start_worker, stop_worker, wait_for_final
-from tests.integrations.test_fetched_credentials import BINDINGS, GET_SECRETS, secret_payload
+# The same fetched-credentials integration, on this module's slower workflow.
+from tests.integrations.test_fetched_credentials import BINDINGS, GET_SECRETS, integration, secret_payload  # noqa: F401
 from workflows.models import Step, StepType, Workflow, WorkflowRun
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -76,13 +77,6 @@ def workflow(secret_id):
     workflow = Workflow.objects.create(name="getSecrets", parameters=[{"name": "secret_id", "default": secret_id}])
     Step.objects.create(workflow=workflow, position=0, name="fetch", code=SLOW_GET_SECRETS, timeout_s=20)
     return workflow
-
-
-@pytest.fixture
-def integration(workflow, user):
-    return Integration.objects.create_with_default(
-        name="Fetched", kind="postgres", created_by=user, fetch_credentials=True, credentials_workflow=workflow,
-        credentials_cache_s=300, config=BINDINGS)
 
 
 @pytest.fixture
