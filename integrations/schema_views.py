@@ -15,7 +15,7 @@ from runs import lifecycle
 
 from . import schema
 from .access import integrations_for, profiles_for
-from .models import Integration
+from .models import Integration, SchemaRead
 
 
 def _target(request: HttpRequest, pk: int, profile_key: str | None) -> tuple[Integration, Profile]:
@@ -25,20 +25,20 @@ def _target(request: HttpRequest, pk: int, profile_key: str | None) -> tuple[Int
     return integration, get_object_or_404(profiles_for(request.user, integration), key=profile_key or "production")
 
 
-def _read(request: HttpRequest, integration: Integration, profile: Profile) -> None:
+def _read(request: HttpRequest, integration: Integration, profile: Profile) -> SchemaRead:
     with transaction.atomic():  # the read and its audit event: one commit
         read = schema.submit(integration, profile, request.user)
         record_event(request, "read_schema", integration, run=read.pk, profile=profile.key)
+    return read
 
 
-def _panel(request: HttpRequest, integration: Integration, profile: Profile) -> HttpResponse:
-    read = schema.latest(integration, profile)
-    if read is not None:
-        read = lifecycle.reap_if_lost(read)
-    shown = read if read is not None and read.status == "succeeded" else schema.cached(integration, profile)
+def _panel(request: HttpRequest, integration: Integration, profile: Profile, read: SchemaRead) -> HttpResponse:
+    """The panel for ``read``, the newest read of the integration under the profile."""
+    read = lifecycle.reap_if_lost(read)
+    shown = read if read.status == "succeeded" else schema.cached(integration, profile)
     response = render(request, "integrations/_schema_panel.html",
                       {"integration": integration, "profile": profile, "read": read, "shown": shown})
-    if read is not None and read.is_final and request.headers.get("HX-Request") and request.GET.get("polling"):
+    if read.is_final and request.headers.get("HX-Request") and request.GET.get("polling"):
         response["HX-Trigger"] = "schema-loaded"  # completion reads the new schema
     return response
 
@@ -48,17 +48,15 @@ def _panel(request: HttpRequest, integration: Integration, profile: Profile) -> 
 def schema_panel(request: HttpRequest, pk: int) -> HttpResponse:
     """The panel for the chosen profile; the first look at an integration's schema reads it."""
     integration, profile = _target(request, pk, request.GET.get("profile"))
-    if schema.latest(integration, profile) is None:
-        _read(request, integration, profile)
-    return _panel(request, integration, profile)
+    read = schema.latest(integration, profile) or _read(request, integration, profile)
+    return _panel(request, integration, profile, read)
 
 
 @require_POST
 @permission_required("integrations.run_query", raise_exception=True)
 def refresh_schema(request: HttpRequest, pk: int) -> HttpResponse:
     integration, profile = _target(request, pk, request.POST.get("profile"))
-    _read(request, integration, profile)
-    return _panel(request, integration, profile)
+    return _panel(request, integration, profile, _read(request, integration, profile))
 
 
 @require_GET
