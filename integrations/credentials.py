@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Hashable, Protocol, TypeVar
 
 from django.conf import settings
 
@@ -71,20 +71,44 @@ class _Cached:
     refetched_for: str | None = None
 
 
-class FetchedSource:
+class _Fetcher:
+    """What both fetched sources share: a lock per entry for this process's threads, and the fetch
+    itself, refused when this thread is already fetching the same entry (a credentials workflow
+    whose Integration step queries the very integration it fetches for would wait for ever)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._fetching = threading.local()  # the entries this thread is fetching now
+
+    def _lock_for(self, key: Hashable) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _refuse_loop(self, key: Hashable, configuration: Configuration) -> None:
+        if key in self._fetching.__dict__.setdefault("keys", set()):
+            name = configuration.credentials_workflow.name if configuration.credentials_workflow else "its workflow"
+            raise StageError("workflow", f"{name} queries the integration whose credentials it fetches: a loop "
+                                         "(an Integration step of a credentials workflow must use another integration)")
+
+    def _fetch(self, key: Hashable, configuration: Configuration, profile: Profile | None) -> Credentials:
+        self._refuse_loop(key, configuration)
+        fetching: set[Hashable] = self._fetching.keys
+        fetching.add(key)
+        try:
+            return fetch(configuration.credentials_workflow, stored_values(configuration),
+                         integration_id=configuration.integration_id, trigger="credentials",
+                         secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
+        finally:
+            fetching.discard(key)
+
+
+class FetchedSource(_Fetcher):
     """Runs the integration's workflow and renders its bindings; caches the result for a bounded time."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._cache: dict[CacheKey, _Cached] = {}
-        self._locks: dict[CacheKey, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        # The keys this thread is fetching now: a credentials workflow whose Integration step
-        # queries the very integration it fetches for would wait for its own lock for ever.
-        self._fetching = threading.local()
-
-    def _lock_for(self, key: CacheKey) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
 
     def _fresh(self, key: CacheKey, configuration: Configuration, *, rejected: str | None) -> Credentials | None:
         entry = self._cache.get(key)
@@ -107,22 +131,12 @@ class FetchedSource:
         cached = self._fresh(key, configuration, rejected=rejected)
         if cached is not None:
             return cached
-        fetching: set[CacheKey] = self._fetching.__dict__.setdefault("keys", set())
-        if key in fetching:
-            name = configuration.credentials_workflow.name if configuration.credentials_workflow else "its workflow"
-            raise StageError("workflow", f"{name} queries the integration whose credentials it fetches: a loop "
-                                         "(an Integration step of a credentials workflow must use another integration)")
+        self._refuse_loop(key, configuration)  # before the lock: this thread may be holding it
         with self._lock_for(key):
             cached = self._fresh(key, configuration, rejected=rejected)  # fetched while we waited?
             if cached is not None:
                 return cached
-            fetching.add(key)
-            try:
-                credentials = fetch(configuration.credentials_workflow, stored_values(configuration),
-                                    integration_id=configuration.integration_id, trigger="credentials",
-                                    secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
-            finally:
-                fetching.discard(key)
+            credentials = self._fetch(key, configuration, profile)
             if configuration.credentials_cache_s > 0 or rejected is not None:
                 # With no cache time, the entry only lets concurrent retries share one refetch.
                 self._cache[key] = _Cached(
@@ -139,7 +153,7 @@ RETRY_ENTRY_S = 60
 WAIT_POLL_S = 0.05
 
 
-class SharedFetchedSource:
+class SharedFetchedSource(_Fetcher):
     """Fetched credentials cached in Redis for every worker process and host.
 
     The entry's key names the integration, configuration and profile and both
@@ -158,11 +172,9 @@ class SharedFetchedSource:
     """
 
     def __init__(self, cache: SharedCache, fallback: FetchedSource) -> None:
+        super().__init__()
         self._cache = cache
         self._fallback = fallback
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_guard = threading.Lock()
-        self._fetching = threading.local()  # see FetchedSource: a workflow querying its own integration
         self._memo: dict[str, Entry] = {}
 
     def credentials_for(self, configuration: Configuration, profile: Profile | None, *,
@@ -244,27 +256,6 @@ class SharedFetchedSource:
             for stale in [k for k, e in self._memo.items() if e.expires_at <= now]:
                 self._memo.pop(stale, None)
         self._memo[key] = entry
-
-    def _refuse_loop(self, key: str, configuration: Configuration) -> None:
-        if key in self._fetching.__dict__.setdefault("keys", set()):
-            name = configuration.credentials_workflow.name if configuration.credentials_workflow else "its workflow"
-            raise StageError("workflow", f"{name} queries the integration whose credentials it fetches: a loop "
-                                         "(an Integration step of a credentials workflow must use another integration)")
-
-    def _fetch(self, key: str, configuration: Configuration, profile: Profile | None) -> Credentials:
-        self._refuse_loop(key, configuration)
-        fetching: set[str] = self._fetching.keys
-        fetching.add(key)
-        try:
-            return fetch(configuration.credentials_workflow, stored_values(configuration),
-                         integration_id=configuration.integration_id, trigger="credentials",
-                         secret_fields=configuration.kind_impl.secret_fields(), profile=profile)
-        finally:
-            fetching.discard(key)
-
-    def _lock_for(self, key: str) -> threading.Lock:
-        with self._locks_guard:
-            return self._locks.setdefault(key, threading.Lock())
 
 
 def _usable(entry: Entry | None, rejected: str | None) -> Credentials | None:
