@@ -59,7 +59,7 @@ migrate: $(VENV)/.runtime
 # files by whitenoise), a real Celery worker and beat (workflows' Schedules, read from the database:
 # no schedule file to keep); Ctrl+C stops all three. make dev: Django's autoreloading server instead.
 WEB_SERVER = $(PY) -m gunicorn credtool.wsgi:application --bind $(HOST):$(PORT) \
-	--workers $${CREDTOOL_WEB_WORKERS:-2} --threads $${CREDTOOL_WEB_THREADS:-8} --access-logfile - --no-control-socket
+	--workers $${CREDTOOL_WEB_WORKERS:-2} --threads $${CREDTOOL_WEB_THREADS:-16} --access-logfile - --no-control-socket
 run: $(VENV)/.runtime system-packages migrate
 	@trap 'kill 0' EXIT; \
 	$(PY) -m celery -A credtool worker --loglevel=INFO & \

@@ -9,7 +9,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from audit.log import record_event
 
-from . import answers, cancelling, openapi, payloads, run_ids, start, tokens, waiting
+from runs import waiting
+
+from . import answers, cancelling, openapi, payloads, run_ids, start, tokens
 from .endpoint import endpoint
 from .errors import ApiError
 from .forms import TokenForm

@@ -11,7 +11,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
 _CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-_RUN_URL = re.compile(r"/integrations/\d+/runs/(\d+)/")
+_RUN_PARTIAL = re.compile(r'data-status="(?P<status>\w+)" data-run-id="(?P<id>\d+)"')
 
 
 class HttpError(Exception):
@@ -70,16 +70,17 @@ class Client:
         if status != 302 or "sessionid" not in self.cookies:
             raise HttpError(f"login failed: HTTP {status}")
 
-    def submit_query(self, integration_id: int, sql: str) -> int:
-        """POST the query form as htmx does; the run id from the returned partial."""
+    def submit_query(self, integration_id: int, sql: str) -> tuple[int, str]:
+        """POST the query form as htmx does: the run's id and status from the returned partial
+        (final when the query finished within the console's wait)."""
         status, _, body = self.request(
             "POST", f"/integrations/{integration_id}/query/", {"sql": sql},
             {"X-CSRFToken": self.cookies.get("csrftoken", ""), "HX-Request": "true",
              "HX-Target": "query-run", "HX-Current-URL": f"http://{self.host}:{self.port}/integrations/{integration_id}/"})
-        match = _RUN_URL.search(body.decode(errors="replace"))
+        match = _RUN_PARTIAL.search(body.decode(errors="replace"))
         if status != 200 or not match:
             raise HttpError(f"submitting a query: HTTP {status}: {body[:300]!r}")
-        return int(match.group(1))
+        return int(match.group("id")), match.group("status")
 
 
 class ApiClient:

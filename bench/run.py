@@ -187,20 +187,27 @@ NOTES = {
     "raw_psycopg": "select 1 on one open autocommit connection (same host, port and sslmode as the integrations)",
     "static": "integrations.execution.execute(run_id) in this process: claim the run row, credentials, pooled "
               "connection, query, store the result (the row is created untimed beforehand; the app database "
-              "connection is closed before, as Celery's Django fixup does before every task)",
+              "connection stays open between runs, as in the worker, where CELERY_DB_REUSE_MAX keeps Celery's "
+              "Django fixup from closing it around every task)",
     "dynamic_warm": "the same with fetched credentials (getSecrets workflow, cache 300 s) already cached",
     "dynamic_cold": "the same with a cache time of 0: the boto3 getSecrets step against moto before every query",
     "python_step_*": "workflows.runner.run_steps in this process; the sandbox pool is refilled (untimed) before "
                      "each step: see detail.sandbox.pacing for back-to-back steps",
+    "sandbox_burst_8": "8 trivial steps at once on a pool as configured (CREDTOOL_SANDBOX_POOL, _MAX) that has "
+                       "seen one such burst and refilled: all steps of several bursts; detail.sandbox.burst_8 "
+                       "also has the first burst, on the pool never grown, and an idle child's memory",
     "celery_noop": "send_task('bench.noop') until the task ran on the worker (its finish time)",
-    "end_to_end": "HTTP POST of the query form (htmx, logged in, CSRF) until the run row's finished_at",
+    "end_to_end": "HTTP POST of the query form (htmx, logged in, CSRF) until the browser has the result: the "
+                  "POST's answer when the run finished within the console's wait (CONSOLE_WAIT_S), else the run "
+                  "row's finished_at (watched by the bench, as the page's polls would see it)",
     "api_workflow_trivial": "POST /api/v1/workflows/trivial/run (one `return 1` step) with a bearer token, "
                             "until its 200 answer (the API waits for the run)",
     "api_query": "POST /api/v1/integrations/<bench static>/query with select 1, until its 200 answer",
     "schema_load": "a database of 2,000 tables of 8 columns: the worker's schema read (pg_catalog through the "
                    "query's path, stored), then the Schema panel and the JSON it lists from (and completion reads)",
     "throughput": "closed loop: each client waits for its run (or no-op) before sending the next",
-    "breakdown.static_app_connection_kept": "static, but the app database connection stays open between runs",
+    "breakdown.static_app_connection_reopened": "static, but the app database connection is closed before every "
+                                                "run (what Celery's Django fixup does unless told otherwise)",
     "breakdown.static_credentials_and_query": "with_credentials + Postgres.run_query, without the run row",
     "breakdown.psycopg_server_cursor": "the floor of a bounded read with raw psycopg: BEGIN, DECLARE, FETCH, COMMIT",
     "breakdown.session_reset": "DISCARD ALL on an open connection: what resetting a pooled session before reuse costs",
@@ -611,6 +618,8 @@ def queued_cases(cfg: Config, services: Services, app: App) -> tuple[dict, dict]
             "connections": made - made_before, "queries": runs,
             "per_query": round((made - made_before) / max(1, runs), 3)},
         "end_to_end_cpu_ms_per_query": e2e_load.cpu_ms_per_op, "celery_noop_cpu_ms_per_task": noop_load.cpu_ms_per_op,
+        # Round trips whose POST answered with the result (the console waits in the request).
+        "end_to_end_answered_by_the_post": f"{e2e.answered_final} of {e2e.round_trips}",
         "end_to_end_errors": e2e_load.errors[:5] + e2e.failures[:5], "celery_noop_errors": noop_load.errors[:5],
     }
     return results, detail

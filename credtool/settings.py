@@ -280,6 +280,14 @@ API_RATE_LIMIT = env_int("CREDTOOL_API_RATE_LIMIT", 60, minimum=1)
 API_DEFAULT_WAIT_S = 30
 API_MAX_WAIT_S = 300
 
+# --- The console ------------------------------------------------------------------------
+# Run waits this long for the query in its own request (most answer within it: no page polls);
+# a longer one answers "Running" and the page polls. At most WEB_WAITING_SLOTS requests of a
+# web process wait at once, so waiting never takes every thread: make run's gunicorn has
+# CREDTOOL_WEB_THREADS per process (the same default as the Makefile's).
+CONSOLE_WAIT_S = 1.0
+WEB_WAITING_SLOTS = max(1, env_int("CREDTOOL_WEB_THREADS", 16, minimum=1) - 2)
+
 # --- Celery --------------------------------------------------------------------
 # The run's state is our own database row; the broker only delivers ids.
 _default_broker_dir = VAR_DIR / "broker"

@@ -17,7 +17,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from audit.log import record_event
-from runs import lifecycle
+from runs import lifecycle, waiting
 from runs.recent import recent_page
 from workflows import runner as workflow_runner
 from workflows.models import Step, Workflow, WorkflowRun
@@ -305,9 +305,18 @@ def run_query(request: HttpRequest, pk: int) -> HttpResponse:
         run = execution.submit(integration, form.request_text(), request.user, profile)
         record_event(request, "run_query", integration, run=run.pk, sql=run.sql[:500], profile=profile.key,
                      configuration=run.configuration.label)
+    # Most queries finish within the wait: their result is this answer, with no page polls.
+    run = waiting.until_final_if_free(run, settings.CONSOLE_WAIT_S)
     if request.htmx:
-        return render(request, "integrations/_query_run.html", {"run": run, "integration": integration})
+        return _run_partial(request, run)
     return redirect("integrations:run", pk=integration.pk, run_id=run.pk)
+
+
+def _run_partial(request: HttpRequest, run: QueryRun) -> HttpResponse:
+    response = render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
+    if run.is_final:
+        response["HX-Trigger"] = "run-finished"  # the recent runs list refreshes itself
+    return response
 
 
 def _visible_run(request: HttpRequest, pk: int, run_id: int) -> QueryRun:
@@ -320,10 +329,7 @@ def _visible_run(request: HttpRequest, pk: int, run_id: int) -> QueryRun:
 def query_run(request: HttpRequest, pk: int, run_id: int) -> HttpResponse:
     run = lifecycle.reap_if_lost(_visible_run(request, pk, run_id))
     if request.htmx:
-        response = render(request, "integrations/_query_run.html", {"run": run, "integration": run.integration})
-        if run.is_final:
-            response["HX-Trigger"] = "run-finished"  # the recent runs list refreshes itself
-        return response
+        return _run_partial(request, run)
     form_class = request_form_class(run.integration.kind_impl)
     form = form_class(initial=form_class.initial_from(run.sql))
     return render(request, "integrations/integration_detail.html",

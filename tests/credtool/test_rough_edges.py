@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import threading
 from datetime import timedelta
 from pathlib import Path
 
@@ -99,6 +100,21 @@ def test_a_queued_run_says_no_worker_is_running_when_none_is(workflow):
     assert "No worker is running" in workers.NO_WORKER_MESSAGE and "make run" in workers.NO_WORKER_MESSAGE
     beat(30)
     assert workers.unserved_message(queued) == ""
+
+
+@pytest.mark.django_db(transaction=True)  # the request runs in a thread of its own
+def test_without_a_worker_run_answers_queued_at_once_saying_so(logged_in_client, stored, settings):
+    """The console's Run waits for its query, but not for one no worker would pick up: a Run that
+    waited its whole wait here (a minute) would leave the user looking at a spinner."""
+    settings.CONSOLE_WAIT_S = 60
+    answered: list = []
+    thread = threading.Thread(target=lambda: answered.append(logged_in_client.post(
+        f"/integrations/{stored.pk}/query/", {"sql": "select 1"}, HTTP_HX_REQUEST="true")), daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert answered, "Run waited for a query that no worker would run"
+    html = answered[0].content.decode()
+    assert 'data-status="queued"' in html and "No worker is running" in html
 
 
 # --- Older runs ----------------------------------------------------------------------------

@@ -31,6 +31,37 @@ def test_query_result_is_a_table_with_column_names_and_row_count(logged_in_clien
     assert page["HX-Trigger"] == "run-finished"
 
 
+def test_a_quick_query_answers_run_with_its_result(logged_in_client, integration):
+    """No page polls for a quick query: the POST waits for it (up to CONSOLE_WAIT_S)."""
+    response = logged_in_client.post(f"/integrations/{integration.pk}/query/",
+                                     {"sql": "select name from customers order by id"}, HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert 'data-status="succeeded"' in html and "Ada Lovelace" in html and "hx-trigger" not in html
+    assert response["HX-Trigger"] == "run-finished"
+
+
+def test_a_longer_query_answers_running_and_the_page_polls(logged_in_client, integration, settings):
+    settings.CONSOLE_WAIT_S = 0.2
+    response = logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select pg_sleep(1.5)"},
+                                     HTTP_HX_REQUEST="true")
+    html = response.content.decode()
+    assert 'data-status="running"' in html and 'hx-trigger="load delay:400ms"' in html
+    assert "HX-Trigger" not in response
+    assert wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk, 30).status == "succeeded"
+
+
+def test_run_does_not_wait_when_every_waiting_slot_is_taken(logged_in_client, integration, monkeypatch):
+    """Waiting Runs never hold every thread of the web server: without a free slot, Run answers at once."""
+    from runs import waiting
+
+    monkeypatch.setattr(waiting, "_slots", threading.BoundedSemaphore(1))
+    waiting._slots.acquire()
+    response = logged_in_client.post(f"/integrations/{integration.pk}/query/", {"sql": "select 1"},
+                                     HTTP_HX_REQUEST="true")
+    assert 'data-status="queued"' in response.content.decode()
+    assert wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk, 30).status == "succeeded"
+
+
 def test_cells_are_html_escaped(logged_in_client, integration):
     finished = run(logged_in_client, integration, "select notes from customers where id = 2")
     html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
