@@ -28,7 +28,7 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-GROUPS = ("queries", "kinds", "steps", "pacing", "large", "schema", "queued")
+GROUPS = ("queries", "kinds", "steps", "pacing", "large", "schema", "queued", "multi_host")
 
 
 def _groups(raw: str) -> frozenset[str]:

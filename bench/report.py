@@ -46,6 +46,18 @@ def render(results: dict[str, Any]) -> str:
                    f"whole table (fetchall, no cap): +{more['unbounded_fetchall']['peak_rss_growth_mb']} MB RSS, "
                    f"{more['unbounded_fetchall']['python_alloc_peak_mb']} MB allocations, "
                    f"{more['unbounded_fetchall']['wall_ms']} ms")
+    hosts = results.get("multi_host")
+    if hosts:
+        if hosts.get("skipped"):
+            out.append(f"multi_host: skipped ({hosts['skipped']})")
+        else:
+            d = detail.get("multi_host", {})
+            out.append(f"multi_host ({d.get('processes')} processes, {d.get('integrations')} integrations, "
+                       f"{d.get('queries_per_phase')} queries, TTL {d.get('credentials_cache_s')} s): GetSecretValue "
+                       f"per-process {hosts['per_process_calls']}, shared {hosts['shared_calls']}; after rotating "
+                       f"every secret: per-process {hosts['per_process_rotation_calls']}, shared "
+                       f"{hosts['shared_rotation_calls']}; failed queries {hosts['failed_queries']} "
+                       f"({d.get('runtime_s')} s)")
     pacing = detail.get("sandbox", {}).get("pacing")
     if pacing:
         out += ["", f"sandbox pool, trivial step (on a child started for it: {detail['sandbox']['cold_step_ms']} ms)"]
