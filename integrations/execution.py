@@ -22,7 +22,7 @@ from runs import lifecycle
 from runs.models import RunStatus
 from workflows.models import Workflow
 
-from . import kinds
+from . import kinds, run_loading
 from .credentials import fetch, masked, with_credentials
 from .kinds.base import CancelToken, Credentials, QueryCancelled, StageError, StatementResult
 from .models import Configuration, ConnectionCheck, Integration, QueryRun
@@ -43,14 +43,11 @@ def submit(integration: Integration, sql: str, user: AbstractBaseUser | None, pr
 
 def execute(run_id: int) -> None:
     """Worker side of a query run. Every outcome ends in a final status on the row."""
-    if not lifecycle.claim(QueryRun, run_id):
+    run = run_loading.claim(run_id)
+    if run is None:
         log.info("query run %s is no longer queued; skipping", run_id)
         return
-    run = QueryRun.objects.select_related("integration", "configuration__credentials_workflow", "profile").get(
-        pk=run_id)
-    integration = run.integration
-    # Deleted since it was submitted: whichever answers for the profile now.
-    configuration = run.configuration or integration.configuration_for(run.profile)
+    integration, configuration = run.integration, run.configuration
     token = CancelToken()
     started = time.perf_counter()
     outcome: dict[str, Any]

@@ -62,6 +62,21 @@ def test_run_does_not_wait_when_every_waiting_slot_is_taken(logged_in_client, in
     assert wait_for_final(QueryRun, QueryRun.objects.latest("pk").pk, 30).status == "succeeded"
 
 
+def test_an_edit_between_two_runs_is_what_the_next_run_uses(logged_in_client, integration, target_db):
+    """The worker keeps what runs use (integration, configuration) between runs: a save() of either,
+    whatever saved it, is what the very next run sees."""
+    timeout = "select current_setting('statement_timeout')"
+    assert result(run(logged_in_client, integration, timeout))["rows"] == [["30s"]]
+    integration.statement_timeout_s = 7
+    integration.save()
+    assert result(run(logged_in_client, integration, timeout))["rows"] == [["7s"]]
+    configuration = integration.default_configuration
+    configuration.set_secrets({"password": "not-" + target_db.password})
+    configuration.save()  # not through the form: no new revision, a new updated_at
+    refused = run(logged_in_client, integration, "select 1")
+    assert refused.status == "failed" and "password" in refused.error
+
+
 def test_cells_are_html_escaped(logged_in_client, integration):
     finished = run(logged_in_client, integration, "select notes from customers where id = 2")
     html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
