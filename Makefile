@@ -15,7 +15,7 @@ help:
 	@echo "make dev    - the same with Django's autoreloading server, for development"
 	@echo "make test   - the whole test suite (installs what it needs)"
 	@echo "make demo   - the fetched-credentials flow, seeded, on http://127.0.0.1:$(PORT)/"
-	@echo "make bench  - the benchmark: a table and var/bench/results.json (PUBLISH=1: bench/results.json, the committed record)"
+	@echo "make bench  - the benchmark: a table and var/bench/results.json (PUBLISH=1: bench/results.json, the committed record, and docs/bench.png)"
 	@echo "make assets - rebuild static/vendor/credtool-console.js from assets/ (needs Node.js; the result is committed)"
 
 $(VENV)/.runtime: requirements.txt
@@ -77,7 +77,8 @@ demo: $(VENV)/.dev system-packages
 	PORT=$(PORT) $(PY) -m devtools.demo
 
 # Side-by-side figures (p50/p95) printed as a table and written to var/bench/results.json; with
-# PUBLISH=1 to bench/results.json, the committed record of the last published run.
+# PUBLISH=1 to bench/results.json, the committed record of the last published run, and its chart
+# docs/bench.png (python -m bench.chart redraws it from the file).
 bench: $(VENV)/.dev system-packages
 	$(if $(PUBLISH),BENCH_OUTPUT=bench/results.json) $(PY) -m bench
 

@@ -18,6 +18,7 @@ Knobs (environment):
 
 Modules: run.py (the cases, in order), services.py (the processes), queued.py (the
 broker and HTTP cases), large_result.py (in a fresh process each), sandbox_study.py
-(pacing and pool size), stats.py (pure), report.py (the table), tasks.py and web.py
+(pacing and pool size), stats.py (pure), report.py (the table), chart.py (the README's
+docs/bench.png, drawn when publishing), tasks.py and web.py
 (loaded by the benchmark's worker and web server).
 """
