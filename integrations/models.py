@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models
+from django.db import connection, models
 from django.urls import reverse
 from django.utils.functional import cached_property
 
@@ -83,11 +83,22 @@ class Integration(models.Model):
         return self.configurations.get(is_default=True)
 
     def configuration_for(self, profile: Profile | None) -> "Configuration":
-        """The profile's own configuration, else the Default one (one query: it is on every run's path)."""
+        """The profile's own configuration, else the Default one. On every Run's path: its id by one
+        plain statement (the ORM's OR across the many-to-many cost ~0.4 ms of CPU to build), then the row."""
         if profile is None:
             return self.default_configuration
-        return (self.configurations.filter(models.Q(profiles=profile) | models.Q(is_default=True))
-                .order_by("is_default").first())
+        qn = connection.ops.quote_name
+        links, configurations = ConfigurationProfile._meta.db_table, Configuration._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT COALESCE((SELECT {qn('configuration_id')} FROM {qn(links)} WHERE {qn('integration_id')} = %s "
+                f"AND {qn('profile_id')} = %s), (SELECT {qn('id')} FROM {qn(configurations)} "
+                f"WHERE {qn('integration_id')} = %s AND {qn('is_default')} = %s))",
+                [self.pk, profile.pk, self.pk, True])
+            (pk,) = cursor.fetchone()
+        configuration = Configuration.objects.get(pk=pk)
+        configuration.integration = self
+        return configuration
 
     def summary(self) -> str:
         """A one-line description for lists: the Default configuration's, as the kind writes it."""
