@@ -17,10 +17,12 @@ back as JSON (see workflows.outputs).
 - uids.py: where there is no such cgroup, a uid of its own per running step;
 - child.py: the entry point inside the sandbox;
 - exchange.py: one request and one result with one child, under the wall clock;
-- pool.py: children started ahead of time, each used once.
+- pool.py: children started ahead of time, each used once; more of them after a burst.
 
 Settings (environment, read at first use; a bad value raises ValueError):
-CREDTOOL_SANDBOX_POOL (4), CREDTOOL_SANDBOX_NETWORK (on | none),
+CREDTOOL_SANDBOX_POOL (4: ready children when idle), CREDTOOL_SANDBOX_POOL_MAX (8: what a
+burst of concurrent steps may grow that to, for the next such burst, until a minute idle),
+CREDTOOL_SANDBOX_NETWORK (on | none),
 CREDTOOL_SANDBOX_CGROUPS (auto | off), CREDTOOL_SANDBOX_UIDS (3100000-3100063).
 """
 from __future__ import annotations
