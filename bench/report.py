@@ -6,7 +6,7 @@ from typing import Any
 from .stats import fmt_ms, table
 
 CASES = ("raw_psycopg", "static", "dynamic_warm", "mysql_raw", "mysql_static", "rest_raw", "rest_static",
-         "dynamic_cold", "python_step_trivial", "python_step_boto3", "celery_noop", "end_to_end", "api_workflow_trivial", "api_query")
+         "dynamic_cold", "python_step_trivial", "python_step_boto3", "sandbox_burst_8", "celery_noop", "end_to_end", "api_workflow_trivial", "api_query")
 
 
 def render(results: dict[str, Any]) -> str:
@@ -61,9 +61,24 @@ def render(results: dict[str, Any]) -> str:
     pacing = detail.get("sandbox", {}).get("pacing")
     if pacing:
         out += ["", f"sandbox pool, trivial step (on a child started for it: {detail['sandbox']['cold_step_ms']} ms)"]
-        out.append(table([(f"pool {r['pool_size']}, {r['pattern']}", fmt_ms(r["p50_ms"]), fmt_ms(r["p95_ms"]),
-                           fmt_ms(r["max_ms"]), f"{r['cold_starts']}/{r['n']}") for r in pacing],
-                         ("pacing", "p50 ms", "p95 ms", "max ms", "cold")))
+        rows = [(f"pool {r['pool_size']}, {r['pattern']}", fmt_ms(r["p50_ms"]), fmt_ms(r["p95_ms"]),
+                 fmt_ms(r["max_ms"]), f"{r['cold_starts']}/{r['n']}") for r in pacing]
+        burst = detail["sandbox"].get("burst_8")
+        if burst:
+            pool = f"pool {burst['pool_size']}-{burst['pool_max']}"
+            for label, key in (("first burst of 8, never grown", "first_burst"),
+                               ("sandbox_burst_8: bursts of 8, grown", "warmed")):
+                r = burst[key]
+                rows.append((f"{pool}, {label}", fmt_ms(r["p50_ms"]), fmt_ms(r["p95_ms"]), fmt_ms(r["max_ms"]),
+                             f"{r['cold_starts']}/{r['n']}"))
+        out.append(table(rows, ("pacing", "p50 ms", "p95 ms", "max ms", "cold")))
+        if burst:
+            idle = burst.get("idle_child") or {}
+            starts = ", ".join(f"{r['starts_at_once']} at once {r['first_ready_ms']}/{r['all_ready_ms']} ms"
+                               for r in detail["sandbox"].get("refill", []))
+            out.append(f"  idle child: {idle.get('rss_mb', '-')} MB RSS, {idle.get('pss_mb', '-')} MB PSS; "
+                       f"refill after a burst {burst['refill_s']} s ({burst['starts_at_once']} starts at once); "
+                       f"filling 8 (first/all ready): {starts}")
     out += ["", table([(name, "-" if value is None else str(value)) for name, value in results["ratios"].items()],
                       ("ratio", "value"))]
     out += ["", table([(name, "-" if t["value"] is None else str(t["value"]),
