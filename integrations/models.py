@@ -10,7 +10,7 @@ from django.db import connection, models
 from django.urls import reverse
 from django.utils.functional import cached_property
 
-from credtool import crypto
+from credtool import crypto, rows
 from profiles.models import Profile
 from runs.models import BackgroundRun
 
@@ -84,7 +84,8 @@ class Integration(models.Model):
 
     def configuration_for(self, profile: Profile | None) -> "Configuration":
         """The profile's own configuration, else the Default one. On every Run's path: its id by one
-        plain statement (the ORM's OR across the many-to-many cost ~0.4 ms of CPU to build), then the row."""
+        plain statement (the ORM's OR across the many-to-many cost ~0.4 ms of CPU to build), then
+        the row (credtool.rows)."""
         if profile is None:
             return self.default_configuration
         qn = connection.ops.quote_name
@@ -96,7 +97,7 @@ class Integration(models.Model):
                 f"WHERE {qn('integration_id')} = %s AND {qn('is_default')} = %s))",
                 [self.pk, profile.pk, self.pk, True])
             (pk,) = cursor.fetchone()
-        configuration = Configuration.objects.get(pk=pk)
+        configuration = rows.get(Configuration, pk)
         configuration.integration = self
         return configuration
 

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from credtool import rows
 from runs import lifecycle, workers
 from runs.models import FINAL_STATUSES, BackgroundRun, RunStatus
 
@@ -72,22 +73,12 @@ def _status(run: BackgroundRun) -> tuple[str, bool]:
 
 
 def _reloaded(run: R) -> R:
-    """The final row's fields, keeping the objects it points to (already loaded for the page).
-
-    Plain SQL, each value converted as the ORM converts it (the backend's converters, then the
-    field's), since refresh_from_db spent most of its time building the statement."""
+    """The final row's fields, keeping the objects it points to (already loaded for the page)."""
     fields = [f for f in run._meta.concrete_fields if not f.is_relation]
-    qn = connection.ops.quote_name
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(qn(f.column) for f in fields)} FROM {qn(run._meta.db_table)} "
-                       f"WHERE {qn(run._meta.pk.column)} = %s", [run.pk])
-        row = cursor.fetchone()
+    row = rows.values(type(run), run.pk, fields)
     if row is None:
         raise type(run).DoesNotExist(f"{run._meta.model_name} {run.pk} is gone")
     for field, value in zip(fields, row):
-        column = field.get_col(run._meta.db_table)
-        for convert in [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]:
-            value = convert(value, column, connection)
         setattr(run, field.attname, value)
     return run
 
