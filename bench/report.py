@@ -6,7 +6,8 @@ from typing import Any
 from .stats import fmt_ms, table
 
 CASES = ("raw_psycopg", "static", "dynamic_warm", "mysql_raw", "mysql_static", "rest_raw", "rest_static",
-         "dynamic_cold", "python_step_trivial", "python_step_boto3", "sandbox_burst_8", "celery_noop", "end_to_end", "api_workflow_trivial", "api_query")
+         "dynamic_cold", "python_step_trivial", "python_step_boto3", "sandbox_burst_8", "celery_noop", "end_to_end",
+         "api_workflow_trivial", "api_query")
 
 
 def render(results: dict[str, Any]) -> str:
