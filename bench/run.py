@@ -415,7 +415,8 @@ def sandbox_group(cfg: Config, app: App) -> dict[str, list[float]]:
             paced()
             env = runner.worker_env()
             started = time.perf_counter()
-            outcome = runner.run_steps([(name, code, 30)], params={}, env=env)
+            # Under Production, as a query's credentials are fetched: the reference step reads its profile's secret.
+            outcome = runner.run_steps([(name, code, 30)], params={}, env=env, profile="production")
             elapsed = (time.perf_counter() - started) * 1000
             if not outcome.ok or not check(outcome.response):
                 raise RuntimeError(f"step {name}: {outcome.status} {outcome.error}")
