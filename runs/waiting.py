@@ -21,7 +21,7 @@ from runs import lifecycle, workers
 from runs.models import FINAL_STATUSES, BackgroundRun, RunStatus
 
 R = TypeVar("R", bound=BackgroundRun)
-FIRST_PAUSE_S = 0.005
+SHORTEST_PAUSE_S = 0.002
 LONGEST_PAUSE_S = 0.25
 UNSERVED_CHECK_AFTER_S = 0.1
 
@@ -29,15 +29,15 @@ UNSERVED_CHECK_AFTER_S = 0.1
 def until_final(run: R, wait_s: float, *, unserved_check_after_s: float | None = None) -> R:
     """``run`` once it has finished, or as it is after ``wait_s`` seconds (0: as it is now).
 
-    Short pauses at first (a quick query answers in tens of milliseconds: 5 ms, then half as
-    long again each time), growing to a quarter of a second; each costs one small statement,
+    It looks again after half the time waited so far (at least 2 ms, at most a quarter of a second):
+    a run is seen at most half as late again as it finished, and a quick query (a few to tens of
+    milliseconds) a few milliseconds late, for a handful of looks; each costs one small statement,
     and the whole row is read once, when it is final. A run whose worker died is reaped here,
     as a page polling it would. With ``unserved_check_after_s``, a run still queued by then is
     looked at once more: if no live worker serves its profile, waiting would only delay the
     page that says so."""
     started = time.monotonic()
     deadline = started + wait_s
-    pause = FIRST_PAUSE_S
     while True:
         status, lease_expired = _status(run)
         if status in FINAL_STATUSES or (lease_expired and lifecycle.reap_lost_runs(type(run), [run.pk])):
@@ -52,8 +52,7 @@ def until_final(run: R, wait_s: float, *, unserved_check_after_s: float | None =
             if workers.unserved_message(run):
                 return run
             unserved_check_after_s = None
-        time.sleep(min(pause, left))
-        pause = min(pause * 1.5, LONGEST_PAUSE_S)
+        time.sleep(min(max(SHORTEST_PAUSE_S, (now - started) / 2), LONGEST_PAUSE_S, left))
 
 
 def _status(run: BackgroundRun) -> tuple[str, bool]:
