@@ -1,8 +1,8 @@
 """The benchmark's web server: ``python -m bench.web PORT``, threaded, on 127.0.0.1 only.
 
-``BENCH_WEB_SERVER`` picks it: ``gunicorn`` (what ``make run`` serves through; one worker with
-threads), ``django`` (Django's own threaded server, what ``make dev`` uses, without the
-autoreloader) or ``granian`` (one worker, WSGI, blocking threads; installed by hand), serving the
+``BENCH_WEB_SERVER`` picks it: ``gunicorn`` (what ``make run`` serves through, as it does: 2 worker
+processes of 16 threads), ``django`` (Django's own threaded server, what ``make dev`` uses, without the
+autoreloader) or ``granian`` (2 workers, WSGI, blocking threads; installed by hand), serving the
 app unchanged (bench/wsgi.py). The one difference
 from ``make run``: queries go to the benchmark's queue, so a broker shared with a developer's
 app keeps the two apart.
@@ -13,9 +13,9 @@ import os
 import sys
 
 
-# The throughput cases' 16 clients, plus the two threads a process keeps from waiting Runs: every
-# client's Run can wait for its query in the request, as make run's 2 workers × 16 threads allow 28.
-THREADS = 18
+# make run's defaults (the Makefile's CREDTOOL_WEB_WORKERS and CREDTOOL_WEB_THREADS): 14 Runs per
+# process may wait for their query in the request, 28 in all, for the throughput cases' 16 clients.
+WORKERS, THREADS = 2, 16
 
 
 def main() -> None:
@@ -25,14 +25,14 @@ def main() -> None:
     if server == "gunicorn":
         from gunicorn.app.wsgiapp import run as gunicorn
 
-        sys.argv = ["gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                    "--threads", str(THREADS), "--log-level", "warning"]
+        sys.argv = ["gunicorn", "bench.wsgi:application", "--bind", f"127.0.0.1:{port}",
+                    "--workers", str(WORKERS), "--threads", str(THREADS), "--log-level", "warning"]
         gunicorn()
         return
     if server == "granian":
         from granian import Granian
 
-        Granian("bench.wsgi:application", address="127.0.0.1", port=port, interface="wsgi", workers=1,
+        Granian("bench.wsgi:application", address="127.0.0.1", port=port, interface="wsgi", workers=WORKERS,
                 blocking_threads=THREADS, log_level="warning").serve()
         return
     import django
