@@ -56,19 +56,24 @@ def schema_group(cfg: Any, target: Target, username: str) -> tuple[dict, dict]:
 
     reads, panels, jsons, totals = [], [], [], []
     html_bytes = json_bytes = 0
-    for _ in range(cfg.n(5, 2)):
-        read = SchemaRead.objects.create(integration=integration, profile=profile, user=user)
-        started = time.perf_counter()
-        schema.execute(read.pk)
-        read_ms = (time.perf_counter() - started) * 1000
-        read.refresh_from_db()
-        assert read.status == "succeeded" and read.table_count == TABLES, (read.status, read.error)
-        panel_ms, html_bytes = get(schema_views.schema_panel, "/schema/")
-        json_ms, json_bytes = get(schema_views.schema_json, "/schema.json")
-        reads.append(read_ms)
-        panels.append(panel_ms)
-        jsons.append(json_ms)
-        totals.append(read_ms + panel_ms + json_ms)
+    try:
+        for _ in range(cfg.n(5, 2)):
+            read = SchemaRead.objects.create(integration=integration, profile=profile, user=user)
+            started = time.perf_counter()
+            schema.execute(read.pk)
+            read_ms = (time.perf_counter() - started) * 1000
+            read.refresh_from_db()
+            assert read.status == "succeeded" and read.table_count == TABLES, (read.status, read.error)
+            panel_ms, html_bytes = get(schema_views.schema_panel, "/schema/")
+            json_ms, json_bytes = get(schema_views.schema_json, "/schema.json")
+            reads.append(read_ms)
+            panels.append(panel_ms)
+            jsons.append(json_ms)
+            totals.append(read_ms + panel_ms + json_ms)
+    finally:
+        # Its tables are owned by the target's role, which the bench drops at the end.
+        with target.superuser() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
     detail = {"tables": TABLES, "columns_per_table": COLUMNS, "read": stats.summary(reads),
               "panel_render": stats.summary(panels), "completion_json": stats.summary(jsons),
               "panel_html_bytes": html_bytes, "completion_json_bytes": json_bytes}
