@@ -120,6 +120,20 @@ def test_without_a_worker_run_answers_queued_at_once_saying_so(logged_in_client,
     assert 'data-status="queued"' in html and "No worker is running" in html
 
 
+def test_a_queued_export_says_no_worker_is_running_when_none_is(logged_in_client, stored, user):
+    from exports.models import ExportRun
+
+    run = QueryRun.objects.create(integration=stored, configuration=stored.default_configuration, user=user,
+                                  sql="select 1", status="succeeded")
+    export = ExportRun.objects.create(query_run=run, format="csv", user=user, max_rows=10,
+                                      expires_at=timezone.now() + timedelta(days=1))
+    html = logged_in_client.get(f"/exports/{export.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Export queued" in html and "No worker is running" in html
+    beat(30)
+    html = logged_in_client.get(f"/exports/{export.pk}/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Export queued" in html and "No worker is running" not in html
+
+
 # --- Older runs ----------------------------------------------------------------------------
 
 def numbered(make, count: int) -> list[int]:
