@@ -72,7 +72,9 @@ def document() -> dict[str, Any]:
                 "Run workflows and ad-hoc queries as the token's user, with their role and what is shared "
                 "with them. A request that starts a run waits for it (default "
                 f"{settings.API_DEFAULT_WAIT_S} s, ?wait= up to {settings.API_MAX_WAIT_S} s) and answers 200 "
-                f"once it has finished, else 202 with a url to poll. Each token may start {rate} runs a "
+                "once it has finished, else 202 with a url to poll (also at once when the web process has no "
+                "thread to spare for waiting). Each token may start "
+                f"{rate} runs a "
                 "minute. Outputs are masked as in the pages. Every error is {\"error\": \"...\"}."),
         },
         "security": [{"bearer": []}],

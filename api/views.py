@@ -24,26 +24,26 @@ from .models import ApiToken
 def run_workflow(request: HttpRequest, token: ApiToken, name: str) -> HttpResponse:
     wait_s = payloads.wait_seconds(request, settings.API_DEFAULT_WAIT_S)
     run = start.workflow_run(request, token, name)
-    return answers.answer(request, waiting.until_final(run, wait_s), pending_status=202)
+    return answers.answer(request, waiting.until_final_if_free(run, wait_s), pending_status=202)
 
 
 @endpoint("POST")
 def query(request: HttpRequest, token: ApiToken, name: str) -> HttpResponse:
     wait_s = payloads.wait_seconds(request, settings.API_DEFAULT_WAIT_S)
     run = start.query(request, token, name)
-    return answers.answer(request, waiting.until_final(run, wait_s), pending_status=202)
+    return answers.answer(request, waiting.until_final_if_free(run, wait_s), pending_status=202)
 
 
 @endpoint("GET")
 def run(request: HttpRequest, token: ApiToken, run_id: str) -> HttpResponse:
     wait_s = payloads.wait_seconds(request, 0)
-    return answers.answer(request, waiting.until_final(run_ids.visible_run(token.user, run_id), wait_s))
+    return answers.answer(request, waiting.until_final_if_free(run_ids.visible_run(token.user, run_id), wait_s))
 
 
 @endpoint("POST")
 def cancel(request: HttpRequest, token: ApiToken, run_id: str) -> HttpResponse:
     wait_s = payloads.wait_seconds(request, 0)
-    return answers.answer(request, waiting.until_final(cancelling.cancel(request, token, run_id), wait_s))
+    return answers.answer(request, waiting.until_final_if_free(cancelling.cancel(request, token, run_id), wait_s))
 
 
 @endpoint("GET", authenticated=False)

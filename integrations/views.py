@@ -306,7 +306,8 @@ def run_query(request: HttpRequest, pk: int) -> HttpResponse:
         record_event(request, "run_query", integration, run=run.pk, sql=run.sql[:500], profile=profile.key,
                      configuration=run.configuration.label)
     # Most queries finish within the wait: their result is this answer, with no page polls.
-    run = waiting.until_final_if_free(run, settings.CONSOLE_WAIT_S)
+    run = waiting.until_final_if_free(run, settings.CONSOLE_WAIT_S,
+                                      unserved_check_after_s=waiting.UNSERVED_CHECK_AFTER_S)
     if request.htmx:
         return _run_partial(request, run)
     return redirect("integrations:run", pk=integration.pk, run_id=run.pk)

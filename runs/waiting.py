@@ -2,9 +2,10 @@
 
 The API waits as its caller asks (``?wait=``). The console's Run waits briefly too, so
 a quick query's result comes back in the answer to its POST, without a round of page
-polls (each a request that pays for the session, the permissions and a render); but
-only while one of the process's waiting slots is free, so waiting requests never hold
-every thread of the web server: without a slot the page polls as before.
+polls (each a request that pays for the session, the permissions and a render). Both
+wait only while one of the process's waiting slots is free, so waiting requests never
+hold every thread of the web server: without a slot the page polls as before, and the
+API answers 202 with the url to poll.
 """
 from __future__ import annotations
 
@@ -85,12 +86,11 @@ def _reloaded(run: R) -> R:
 _slots = threading.BoundedSemaphore(settings.WEB_WAITING_SLOTS)
 
 
-def until_final_if_free(run: R, wait_s: float) -> R:
-    """``until_final`` when a waiting slot of this process is free; else ``run`` as it is.
-    A run that no live worker would pick up is answered after a tenth of a second."""
+def until_final_if_free(run: R, wait_s: float, *, unserved_check_after_s: float | None = None) -> R:
+    """``until_final`` when a waiting slot of this process is free; else ``run`` as it is."""
     if not _slots.acquire(blocking=False):
         return run
     try:
-        return until_final(run, wait_s, unserved_check_after_s=UNSERVED_CHECK_AFTER_S)
+        return until_final(run, wait_s, unserved_check_after_s=unserved_check_after_s)
     finally:
         _slots.release()

@@ -1,6 +1,8 @@
 """Workflow runs and queries through the API, run by a real worker against a real PostgreSQL."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from audit.models import AuditEvent
@@ -57,6 +59,21 @@ def test_wait_0_answers_202_with_a_url_to_poll(api):
     assert body["url"] == f"http://testserver/api/v1/runs/{body['id']}"
     polled = api.get(body["url"].removeprefix("http://testserver") + "?wait=30")
     assert polled.status_code == 200 and polled.json()["status"] == "done" and polled.json()["output"] == 42
+
+
+def test_without_a_thread_to_spare_for_waiting_a_run_answers_202_at_once(api, monkeypatch):
+    """API calls that wait never take every thread of the web process: past its waiting slots
+    (shared with the console's Runs) the answer is 202 and the url to poll, whatever ?wait= says."""
+    from runs import waiting
+
+    make_workflow("busy", ("first", "return 7"))
+    monkeypatch.setattr(waiting, "_slots", threading.BoundedSemaphore(1))
+    waiting._slots.acquire()
+    response = run(api, "busy", wait="30")
+    assert response.status_code == 202 and response.json()["status"] in ("queued", "running")
+    waiting._slots.release()
+    polled = api.get(response.json()["url"].removeprefix("http://testserver") + "?wait=30")
+    assert polled.status_code == 200 and polled.json()["output"] == 7
 
 
 def test_params_and_profile_reach_the_steps(api):
