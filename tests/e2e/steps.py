@@ -12,8 +12,10 @@ def new_integration(page: Page, kind: str, name: str) -> None:
     page.goto("/integrations/")
     page.get_by_role("link", name="New integration").first.click()
     page.get_by_label("Kind").select_option(label=kind)
-    # The Kind select swaps in the kind's own fields: fill them only once they are there.
+    # The Kind select swaps in the kind's own fields: fill them only once they are there. PostgreSQL's
+    # are there before the swap (the page opens on it), and the swap would empty what was typed since.
     expect(page.locator("#kind-fields legend")).to_have_text(f"{kind} connection")
+    htmx_settled(page)
     page.get_by_label("Name", exact=True).fill(name)
 
 
