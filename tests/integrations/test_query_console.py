@@ -78,6 +78,26 @@ def test_an_edit_between_two_runs_is_what_the_next_run_uses(logged_in_client, in
     assert refused.status == "failed" and "password" in refused.error
 
 
+def test_a_run_is_executed_once_and_never_after_it_was_cancelled(integration, target_db):
+    """The worker's claim is conditional: a redelivered message, or one for a run cancelled while
+    queued, runs nothing."""
+    from integrations import execution
+
+    with target_db.admin() as conn:
+        conn.execute("DROP TABLE IF EXISTS claims; CREATE TABLE claims (n int); ALTER TABLE claims OWNER TO app_user")
+    configuration = integration.default_configuration
+    done = QueryRun.objects.create(integration=integration, configuration=configuration,
+                                   sql="insert into claims values (1)")
+    execution.execute(done.pk)
+    execution.execute(done.pk)  # delivered twice
+    cancelled = QueryRun.objects.create(integration=integration, configuration=configuration, status="cancelled",
+                                        sql="insert into claims values (2)")
+    execution.execute(cancelled.pk)
+    with target_db.admin() as conn:
+        assert conn.execute("select n from claims order by n").fetchall() == [(1,)]
+    assert QueryRun.objects.get(pk=cancelled.pk).status == "cancelled"
+
+
 def test_cells_are_html_escaped(logged_in_client, integration):
     finished = run(logged_in_client, integration, "select notes from customers where id = 2")
     html = logged_in_client.get(f"/integrations/{integration.pk}/runs/{finished.pk}/").content.decode()
